@@ -92,7 +92,8 @@ class EvalConfig:
     test_time_update: bool = True  # update memory with normal-looking frames during the test
     reset_memory_per_video: bool = False  # deviation: the authors carry memory across videos
     batch_size: int = 1  # >1 only allowed without test-time update (the fast path)
-    device: str = "auto"
+    num_workers: int = 0  # DataLoader workers reading frames
+    device: str = "auto"  # "auto", "cpu", "cuda", "mps"
 
     def __post_init__(self) -> None:
         self.size = validate_size(self.size)

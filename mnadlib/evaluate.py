@@ -1,0 +1,274 @@
+"""The authors' evaluation protocol (``Evaluate.py``; Park et al., CVPR 2020, Sec. 3.4), exactly.
+
+Frames are scored in order with batch 1. The memory items start from the trained ones and are
+carried across videos; after a frame is scored, if its point score is below ``th``, the memory is
+updated with that frame's queries, which only affects later frames. Prediction drops the first
+``t_length - 1`` frames of every video and their labels (the authors hard-code 4, which equals
+``t_length - 1`` for their t = 5). Each video's PSNR and feature distance are min-max normalised
+and combined with ``alpha``; the frame AUC is computed over all videos concatenated.
+
+Clearly named deviations, off by default: ``reset_memory_per_video`` and a batched fast path
+(``batch_size > 1``, allowed only without the test-time update, where it changes nothing but
+speed). Extensions beyond the paper, reported beside the faithful score: a patch-level error
+(the worst local window, so a small anomaly is not diluted by the frame mean) and normalisation
+with statistics of normal frames instead of the whole (future) test video.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from . import scoring
+from .config import EvalConfig, to_dict
+from .data import ClipDataset, DataError, FrameSource
+from .memory import test_time_update
+from .model import MNAD
+
+FIELDS = ("psnr", "feature_distance", "point_score", "patch_psnr", "updated")
+
+
+@dataclass
+class FrameStep:
+    """One scored frame: its statistics and, for localization, the tensors behind them."""
+
+    video: str
+    frame: int  # index of the scored (target) frame within its video
+    psnr: float
+    feature_distance: float
+    point_score: float
+    patch_psnr: float
+    updated: bool
+    output: torch.Tensor  # (n_channel, H, W) predicted or reconstructed frame
+    target: torch.Tensor  # (n_channel, H, W) the real frame
+    fea: torch.Tensor  # (C, h, w) encoder features
+    memory: torch.Tensor | None  # items used to score this frame
+    memory_after: torch.Tensor | None  # items after this frame's test-time update
+
+
+@dataclass
+class VideoScores:
+    """Per-frame records of one video."""
+
+    frames: list[int] = field(default_factory=list)
+    psnr: list[float] = field(default_factory=list)
+    feature_distance: list[float] = field(default_factory=list)
+    point_score: list[float] = field(default_factory=list)
+    patch_psnr: list[float] = field(default_factory=list)
+    updated: list[bool] = field(default_factory=list)
+    score: list[float] = field(default_factory=list)
+    label: list[int] | None = None
+
+
+@dataclass
+class EvalResult:
+    """Everything the evaluation produces, as plain lists (JSON/CSV friendly)."""
+
+    videos: dict[str, VideoScores]
+    auc: float | None
+    macro_auc: float | None
+    config: dict[str, Any]
+    memory: torch.Tensor | None = None  # items after the last frame
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON layout of ``python -m mnadlib evaluate``."""
+        return {
+            "auc": self.auc,
+            "macro_auc": self.macro_auc,
+            "videos": {name: {k: v for k, v in vars(s).items()} for name, s in self.videos.items()},
+            "config": self.config,
+        }
+
+    def records(self) -> list[dict[str, Any]]:
+        """One flat record per scored frame."""
+        rows = []
+        for name, s in self.videos.items():
+            for i, frame in enumerate(s.frames):
+                row = {"video": name, "frame": frame, **{k: getattr(s, k)[i] for k in (*FIELDS, "score")}}
+                row["label"] = None if s.label is None else s.label[i]
+                rows.append(row)
+        return rows
+
+    def write_json(self, path: str | Path) -> Path:
+        """Write the result as JSON."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1))
+        return path
+
+    def write_csv(self, path: str | Path) -> Path:
+        """Write one row per scored frame."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = self.records()
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["video", "frame", *FIELDS, "score", "label"])
+            writer.writeheader()
+            writer.writerows(rows)
+        return path
+
+
+def patch_mse(err: torch.Tensor, window: int) -> torch.Tensor:
+    """Largest mean squared error over ``window``-sized local windows (stride window/2) of each (B, C, H, W) error map."""
+    emap = err.mean(dim=1, keepdim=True)  # (B, 1, H, W)
+    k = max(1, min(window, emap.shape[-2], emap.shape[-1]))
+    return F.avg_pool2d(emap, k, stride=max(1, k // 2)).flatten(1).max(dim=1).values
+
+
+def iter_frames(
+    model: MNAD,
+    items: torch.Tensor | None,
+    videos: list[FrameSource],
+    cfg: EvalConfig,
+    progress: bool = False,
+) -> Iterator[FrameStep]:
+    """Score every frame of ``videos`` in order, updating the memory between frames as the authors do."""
+    device = next(model.parameters()).device
+    model.eval()
+    dataset = ClipDataset(videos, model.cfg.t_length, cfg.size)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
+    initial = None if items is None else items.to(device)
+    items = initial
+    window = max(cfg.size) // 8
+    current = None
+    k = 0
+    with torch.no_grad():
+        for clip in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
+            x, target = model.split_clip(clip.to(device))
+            if cfg.reset_memory_per_video and dataset.video_of(k)[0] != current:
+                items = initial
+            current = dataset.video_of(k)[0]
+            out = model(x, items, train=False)
+            err = scoring.squared_error(out.output, target)
+            mse = err.flatten(1).mean(dim=1)
+            patch = patch_mse(err, window)
+            fd = _feature_distance(out, x.shape[0])
+            for b in range(x.shape[0]):
+                point = scoring.point_score(out.output[b : b + 1], target[b : b + 1])
+                used = items
+                update = cfg.test_time_update and items is not None and point < cfg.th
+                if update:
+                    items = test_time_update(out.fea[b : b + 1], items)
+                name, frame = dataset.video_of(k)
+                yield FrameStep(
+                    video=name, frame=frame, psnr=scoring.psnr(mse[b].item()), feature_distance=fd[b],
+                    point_score=point, patch_psnr=scoring.psnr(patch[b].item()), updated=bool(update),
+                    output=out.output[b], target=target[b], fea=out.fea[b], memory=used, memory_after=items,
+                )
+                k += 1
+
+
+def _feature_distance(out: Any, batch: int) -> list[float]:
+    """Per-sample compactness loss (the paper's feature distance); the batch-1 value is the authors' scalar."""
+    if out.mem is None:
+        return [0.0] * batch
+    if batch == 1:
+        return [out.compactness_loss.item()]
+    q = out.mem.query
+    per = ((q - out.mem.memory[out.mem.nearest]) ** 2).view(batch, -1).mean(dim=1)
+    return per.tolist()
+
+
+def check_labels(videos: list[FrameSource], labels: dict[str, np.ndarray]) -> None:
+    """Every video needs a label array of its own length."""
+    for v in videos:
+        if v.name not in labels:
+            raise DataError(f"no labels for test video '{v.name}' ({v.path}); labels cover {sorted(labels)}")
+        if len(labels[v.name]) != len(v):
+            raise DataError(
+                f"video '{v.name}' has {len(v)} frames but {len(labels[v.name])} labels; "
+                "the label file does not match this dataset"
+            )
+
+
+def evaluate(
+    model: MNAD,
+    items: torch.Tensor | None,
+    videos: list[FrameSource],
+    cfg: EvalConfig,
+    labels: dict[str, np.ndarray] | None = None,
+    progress: bool = False,
+) -> EvalResult:
+    """Run the protocol over ``videos`` and return per-frame records, regularity scores and the AUC."""
+    if labels is not None:
+        check_labels(videos, labels)
+    per: dict[str, VideoScores] = {v.name: VideoScores() for v in videos}
+    final = items
+    for step in iter_frames(model, items, videos, cfg, progress):
+        s = per[step.video]
+        s.frames.append(step.frame)
+        for key in FIELDS:
+            getattr(s, key).append(getattr(step, key))
+        final = step.memory_after
+    for name, s in per.items():
+        s.score = scoring.regularity(s.psnr, s.feature_distance, cfg.alpha).tolist()
+        if labels is not None:
+            s.label = [int(v) for v in np.asarray(labels[name])[s.frames]]
+    auc, macro = summarise(per)
+    config = {**to_dict(cfg), "method": model.cfg.method, "t_length": model.cfg.t_length}
+    return EvalResult(per, auc, macro, config, final)
+
+
+def summarise(per: dict[str, VideoScores], key: str = "score") -> tuple[float | None, float | None]:
+    """Micro (the paper's) and macro frame AUC of a score field; None without labels or with one class."""
+    if any(s.label is None for s in per.values()):
+        return None, None
+    scores = np.concatenate([np.asarray(getattr(s, key), dtype=np.float64) for s in per.values()])
+    labels = np.concatenate([np.asarray(s.label) for s in per.values()])
+    if len(np.unique(labels)) < 2:
+        return None, None
+    macro = scoring.macro_auc({n: np.asarray(getattr(s, key)) for n, s in per.items()},
+                              {n: np.asarray(s.label) for n, s in per.items()})
+    return scoring.frame_auc(scores, labels), macro
+
+
+@dataclass
+class NormalStats:
+    """Statistics of normal frames for online normalisation (an extension: the paper normalises per test video)."""
+
+    psnr: tuple[float, float]  # (low, high) of PSNR on normal frames
+    feature_distance: tuple[float, float]
+    patch_psnr: tuple[float, float]
+
+    @classmethod
+    def fit(cls, result: EvalResult, lo: float = 1.0, hi: float = 99.0) -> "NormalStats":
+        """Robust range (percentiles ``lo``/``hi``) of each statistic over all frames of an evaluation of normal videos."""
+        def rng(key: str) -> tuple[float, float]:
+            vals = np.concatenate([np.asarray(getattr(s, key), dtype=np.float64) for s in result.videos.values()])
+            return float(np.percentile(vals, lo)), float(np.percentile(vals, hi))
+        return cls(rng("psnr"), rng("feature_distance"), rng("patch_psnr"))
+
+
+def rescore(result: EvalResult, alpha: float, error: str = "frame", norm: str = "video",
+            stats: NormalStats | None = None) -> tuple[dict[str, np.ndarray], float | None, float | None]:
+    """Regularity scores under another error measure (``frame`` PSNR or ``patch`` PSNR) and normalisation.
+
+    ``norm="video"`` is the authors' per-video min-max; ``norm="normal"`` scales with ``stats`` fitted
+    on normal frames, so scores are comparable across videos and computable online.
+    """
+    key = {"frame": "psnr", "patch": "patch_psnr"}[error]
+    if norm == "normal" and stats is None:
+        raise ValueError("norm='normal' needs NormalStats fitted on normal frames")
+    scores: dict[str, np.ndarray] = {}
+    for name, s in result.videos.items():
+        p = np.asarray(getattr(s, key), dtype=np.float64)
+        d = np.asarray(s.feature_distance, dtype=np.float64)
+        if norm == "video":
+            scores[name] = alpha * scoring.minmax(p) + (1 - alpha) * (1 - scoring.minmax(d))
+        else:
+            assert stats is not None
+            (plo, phi), (dlo, dhi) = getattr(stats, key), stats.feature_distance
+            scores[name] = alpha * (p - plo) / max(phi - plo, 1e-12) + (1 - alpha) * (1 - (d - dlo) / max(dhi - dlo, 1e-12))
+    tmp = {n: VideoScores(score=scores[n].tolist(), label=s.label) for n, s in result.videos.items()}
+    auc, macro = summarise(tmp)
+    return scores, auc, macro

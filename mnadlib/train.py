@@ -1,0 +1,211 @@
+"""Training as the authors' ``Train.py`` does it (Park et al., CVPR 2020, Sec. 3.3 and 4.1), made resumable.
+
+One step: forward in training mode (the memory is read *and* updated), loss = pixel MSE +
+lambda_c * compactness + lambda_s * separateness (Eq. 9), backward, Adam over encoder + decoder.
+The learning rate is cosine-annealed once per epoch over all epochs. Around it: seeds, a tqdm
+progress bar, atomic checkpoints every N epochs (model, memory, optimizer, scheduler, epoch,
+RNG state, config), resume after an interruption, per-epoch loss history and memory usage, and a
+run manifest (config, seed, library versions, git commit when available).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import random
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from . import __version__
+from .checkpoint import CheckpointError, atomic_torch_save, read_checkpoint, save_checkpoint
+from .config import ModelConfig, TrainConfig, to_dict
+from .data import ClipDataset, list_videos
+from .memory import init_items
+from .model import MNAD
+
+CHECKPOINT = "checkpoint.pt"  # resumable state, rewritten every N epochs
+FINAL = "model.pt"  # the trained model and memory, loadable by evaluate
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a torch generator for data order."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, then CPU; anything else is passed to torch.device."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+@dataclass
+class StepResult:
+    """Losses of one step (floats) and the memory items after it."""
+
+    loss: float
+    pixel: float
+    compactness: float
+    separateness: float
+    memory: torch.Tensor | None
+    nearest: torch.Tensor | None
+
+
+def make_optimizer(model: MNAD, cfg: TrainConfig) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.CosineAnnealingLR]:
+    """Adam over encoder then decoder parameters (the authors' order) and cosine annealing over the epochs."""
+    params = list(model.encoder.parameters()) + list(model.decoder.parameters())
+    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+
+
+def train_step(model: MNAD, items: torch.Tensor | None, clip: torch.Tensor, optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> StepResult:
+    """One optimisation step on a (B, n_channel*t_length, H, W) clip batch, exactly as Train.py."""
+    x, target = model.split_clip(clip)
+    out = model(x, items, train=True)
+    optimizer.zero_grad()
+    pixel = torch.mean((out.output - target) ** 2)
+    loss = pixel + cfg.loss_compact * out.compactness_loss + cfg.loss_separate * out.separateness_loss
+    loss.backward()
+    optimizer.step()
+    return StepResult(
+        loss=loss.item(),
+        pixel=pixel.item(),
+        compactness=out.compactness_loss.item(),
+        separateness=out.separateness_loss.item(),
+        memory=out.memory,
+        nearest=None if out.mem is None else out.mem.nearest.detach(),
+    )
+
+
+def _git_commit() -> str | None:
+    """The current git commit of the working directory, when there is one."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_manifest(run_dir: Path, **fields: Any) -> Path:
+    """Write run_dir/manifest.json: configuration, seed, versions and git commit."""
+    manifest = {
+        "mnadlib": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": _git_commit(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **fields,
+    }
+    path = run_dir / "manifest.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    tmp.replace(path)
+    return path
+
+
+def train(
+    data: str | Path,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    run_dir: str | Path,
+    resume: bool = True,
+    progress: bool = True,
+) -> Path:
+    """Train on the normal videos under ``data`` (a training split folder); return the final checkpoint path.
+
+    With ``resume`` and an existing ``run_dir/checkpoint.pt`` of the same configuration, training
+    continues after the last completed epoch instead of starting over.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    generator = seed_everything(train_cfg.seed)
+    device = resolve_device(train_cfg.device)
+    dataset = ClipDataset(list_videos(data), model_cfg.t_length, train_cfg.size)
+    if len(dataset) < train_cfg.batch_size:
+        raise ValueError(f"{data} yields {len(dataset)} clips, fewer than one batch of {train_cfg.batch_size}")
+    loader = DataLoader(
+        dataset, batch_size=train_cfg.batch_size, shuffle=True, drop_last=True,
+        num_workers=train_cfg.num_workers, generator=generator,
+    )
+    model = MNAD(model_cfg).to(device)
+    items = init_items(model_cfg.msize, model_cfg.fdim, generator).to(device) if model_cfg.use_memory else None
+    optimizer, scheduler = make_optimizer(model, train_cfg)
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    ckpt_path = run_dir / CHECKPOINT
+    if resume and ckpt_path.exists():
+        start_epoch, items, history = _resume(ckpt_path, model, optimizer, scheduler, generator, model_cfg, train_cfg, device)
+    write_manifest(run_dir, model_config=to_dict(model_cfg), train_config=to_dict(train_cfg), data=str(data),
+                   seed=train_cfg.seed, device=str(device), resumed_from_epoch=start_epoch or None)
+    for epoch in range(start_epoch, train_cfg.epochs):
+        model.train()
+        sums = np.zeros(4)
+        usage = np.zeros(model_cfg.msize, dtype=np.int64)
+        steps = 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{train_cfg.epochs}", disable=not progress, leave=False)
+        for clip in bar:
+            res = train_step(model, items, clip.to(device), optimizer, train_cfg)
+            items = res.memory
+            sums += (res.loss, res.pixel, res.compactness, res.separateness)
+            if res.nearest is not None:
+                usage += np.bincount(res.nearest.cpu().numpy(), minlength=model_cfg.msize)
+            steps += 1
+            bar.set_postfix(loss=f"{res.loss:.4f}")
+            if train_cfg.max_steps_per_epoch and steps >= train_cfg.max_steps_per_epoch:
+                break
+        scheduler.step()
+        mean = sums / max(steps, 1)
+        history.append({"epoch": epoch + 1, "loss": mean[0], "pixel": mean[1], "compactness": mean[2],
+                        "separateness": mean[3], "lr": optimizer.param_groups[0]["lr"], "memory_usage": usage.tolist()})
+        if progress:
+            tqdm.write(f"epoch {epoch + 1}/{train_cfg.epochs}  loss {mean[0]:.5f}  pixel {mean[1]:.5f}  "
+                       f"compact {mean[2]:.5f}  separate {mean[3]:.5f}")
+        if (epoch + 1) % train_cfg.checkpoint_every == 0 or epoch + 1 == train_cfg.epochs:
+            _save_resumable(ckpt_path, model, items, optimizer, scheduler, generator, epoch + 1, history, model_cfg, train_cfg)
+    (run_dir / "history.json").write_text(json.dumps(history, indent=2))
+    return save_checkpoint(run_dir / FINAL, model, items, train_config=to_dict(train_cfg), history=history)
+
+
+def _save_resumable(path: Path, model: MNAD, items: torch.Tensor | None, optimizer: torch.optim.Optimizer,
+                    scheduler: Any, generator: torch.Generator, epoch: int, history: list, model_cfg: ModelConfig,
+                    train_cfg: TrainConfig) -> None:
+    """Write everything needed to continue training after ``epoch``."""
+    save_checkpoint(
+        path, model, items,
+        train_config=to_dict(train_cfg), epoch=epoch, history=history,
+        optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+        rng={"torch": torch.get_rng_state(), "generator": generator.get_state()},
+    )
+
+
+def _resume(path: Path, model: MNAD, optimizer: torch.optim.Optimizer, scheduler: Any, generator: torch.Generator,
+            model_cfg: ModelConfig, train_cfg: TrainConfig, device: torch.device) -> tuple[int, torch.Tensor | None, list]:
+    """Restore a run from its last checkpoint; refuse one written with another configuration."""
+    payload = read_checkpoint(path)
+    if payload["model_config"] != to_dict(model_cfg) or payload.get("train_config", {}).get("size") != list(train_cfg.size):
+        raise CheckpointError(
+            f"{path} was written by a run with another configuration; use a new --out folder or pass resume=False"
+        )
+    model.load_state_dict(payload["state_dict"])
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    torch.set_rng_state(payload["rng"]["torch"])
+    generator.set_state(payload["rng"]["generator"])
+    items = payload["memory"]
+    return int(payload["epoch"]), None if items is None else items.to(device), list(payload["history"])
