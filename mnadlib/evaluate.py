@@ -32,7 +32,7 @@ from tqdm import tqdm
 from . import scoring
 from .config import EvalConfig, to_dict
 from .data import ClipDataset, DataError, FrameSource
-from .memory import test_time_update
+from .memory import update_from_features
 from .model import MNAD
 
 FIELDS = ("psnr", "feature_distance", "point_score", "patch_psnr", "updated")
@@ -158,7 +158,7 @@ def iter_frames(
                 used = items
                 update = cfg.test_time_update and items is not None and point < cfg.th
                 if update:
-                    items = test_time_update(out.fea[b : b + 1], items)
+                    items = update_from_features(out.fea[b : b + 1], items)
                 name, frame = dataset.video_of(k)
                 yield FrameStep(
                     video=name, frame=frame, psnr=scoring.psnr(mse[b].item()), feature_distance=fd[b],

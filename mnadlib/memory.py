@@ -65,7 +65,7 @@ def update(query: Tensor, items: Tensor, score_query: Tensor, score_memory: Tens
     return F.normalize(delta + items, dim=1).detach()
 
 
-def test_time_update(fea: Tensor, items: Tensor) -> Tensor:
+def update_from_features(fea: Tensor, items: Tensor) -> Tensor:
     """Update the items with a test frame's features, as Evaluate.py does below the threshold."""
     query = flatten_queries(fea)
     score_query, score_memory = scores(query, items)

@@ -1,0 +1,197 @@
+"""Command line: ``python -m mnadlib synth | train | evaluate | convert | localize | bench``.
+
+Flags map onto the configuration dataclasses; the stable interface is documented in the README
+and in ``shared/DESIGN.md``. Errors from bad input print one clear line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .checkpoint import CheckpointError
+from .config import ConfigError, EvalConfig, preset, validate_size
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    """Generate the synthetic dataset."""
+    from .synth import generate
+
+    out = generate(args.out, preset=args.preset, seed=args.seed, progress=not args.quiet)
+    print(f"wrote {out} and {Path(args.out) / f'frame_labels_{out.name}.npy'}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a model on a dataset's training split."""
+    from .data import split_dir
+    from .train import train
+
+    p = preset(args.preset, args.method)
+    if args.epochs is not None:
+        p.train.epochs = args.epochs
+    if args.size is not None:
+        p.train.size = validate_size(args.size)
+    if args.batch_size is not None:
+        p.train.batch_size = args.batch_size
+    p.train.seed = args.seed
+    p.train.device = args.device
+    p.train.max_steps_per_epoch = args.max_steps
+    p.model.use_memory = not args.no_memory
+    if args.no_skips:
+        p.model.use_skips = False
+    data = Path(args.data)
+    folder = data if args.split_path else split_dir(data, "training")
+    ckpt = train(folder, p.model, p.train, args.out, resume=not args.restart, progress=not args.quiet)
+    print(f"wrote {ckpt}")
+    return 0
+
+
+def _load_model(args: argparse.Namespace):
+    """Our checkpoint or the authors' pickles, per the flags."""
+    from .checkpoint import load_checkpoint, load_original
+
+    if args.checkpoint:
+        return load_checkpoint(args.checkpoint, args.method)
+    if args.original_model and args.original_keys:
+        return load_original(args.original_model, args.original_keys, args.method)
+    raise ConfigError("give --checkpoint CKPT, or both --original-model model.pth and --original-keys keys.pt")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate with the authors' protocol and write the JSON result."""
+    from .data import list_videos, load_labels, split_dir
+    from .evaluate import evaluate
+    from .train import resolve_device
+
+    model, items = _load_model(args)
+    if args.t_length is not None and model.cfg.method == "pred" and args.t_length != model.cfg.t_length:
+        raise ConfigError(f"--t-length {args.t_length} does not match the checkpoint's t_length {model.cfg.t_length}")
+    alpha = args.alpha if args.alpha is not None else (0.6 if model.cfg.method == "pred" else 0.7)
+    cfg = EvalConfig(alpha=alpha, th=args.th, size=validate_size(args.size), test_time_update=not args.no_update,
+                     reset_memory_per_video=args.reset_memory, batch_size=args.batch_size, device=args.device)
+    device = resolve_device(cfg.device)
+    model.to(device)
+    data = Path(args.data)
+    folder = split_dir(data, "testing") if (data / "testing").is_dir() or (data / "Test").is_dir() else data
+    videos = list_videos(folder)
+    labels = None
+    if args.labels:
+        labels = load_labels(args.labels, [(v.name, len(v)) for v in videos])
+    result = evaluate(model, items, videos, cfg, labels, progress=not args.quiet)
+    if args.out:
+        result.write_json(args.out)
+        result.write_csv(Path(args.out).with_suffix(".csv"))
+    n = sum(len(s.frames) for s in result.videos.values())
+    msg = f"scored {n} frames of {len(videos)} videos"
+    if result.auc is not None:
+        msg += f"; frame AUC {100 * result.auc:.2f}% (macro {100 * result.macro_auc:.2f}%)"
+    print(msg)
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert the authors' pickles to our checkpoint format."""
+    from .checkpoint import convert
+
+    out = convert(args.original_model, args.original_keys, args.out, args.method)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Print evaluation frames/s and training seconds/step for the given sizes."""
+    from .bench import run
+
+    report = run(sizes=[int(s) for s in args.sizes], method=args.method, threads=args.threads,
+                 width=args.width, batch=args.batch, device=args.device, repeats=args.repeats)
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with all sub-commands."""
+    ap = argparse.ArgumentParser(prog="python -m mnadlib", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("synth", help="generate the synthped dataset")
+    s.add_argument("--out", required=True, help="root folder; writes OUT/synthped and OUT/frame_labels_synthped.npy")
+    s.add_argument("--preset", default="small", help="small (CI, demos) or full (Ped2 counts and size)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_synth)
+
+    t = sub.add_parser("train", help="train on a dataset's training split")
+    t.add_argument("--data", required=True, help="ROOT/DATASET (holding training/frames) or, with --split-path, the split folder")
+    t.add_argument("--split-path", action="store_true", help="--data is the folder of training videos itself")
+    t.add_argument("--method", choices=["pred", "recon"], default="pred")
+    t.add_argument("--preset", choices=["cpu", "paper"], default="cpu")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--size", nargs=2, metavar=("H", "W"))
+    t.add_argument("--no-memory", action="store_true", help="ablation: decoder without memory read")
+    t.add_argument("--no-skips", action="store_true", help="ablation: prediction model without U-Net skips")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--max-steps", type=int, default=0, help="cap steps per epoch (smoke runs)")
+    t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out instead of resuming")
+    t.add_argument("--out", required=True, help="run folder (checkpoint.pt, model.pt, history.json, manifest.json)")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate with the authors' protocol")
+    e.add_argument("--data", required=True, help="ROOT/DATASET (holding testing/frames) or a folder of test videos")
+    e.add_argument("--labels", help="frame_labels_*.npy, shape (1, N) or (N,)")
+    e.add_argument("--method", choices=["pred", "recon"])
+    e.add_argument("--checkpoint", help="our checkpoint (model.pt)")
+    e.add_argument("--original-model", help="the authors' model.pth (plain or .gz)")
+    e.add_argument("--original-keys", help="the authors' keys.pt (plain or .gz)")
+    e.add_argument("--t-length", type=int)
+    e.add_argument("--alpha", type=float, help="default 0.6 (pred) / 0.7 (recon)")
+    e.add_argument("--th", type=float, default=0.01, help="test-time update threshold on the point score")
+    e.add_argument("--size", nargs=2, default=["256", "256"], metavar=("H", "W"))
+    e.add_argument("--no-update", action="store_true", help="disable the test-time memory update")
+    e.add_argument("--reset-memory", action="store_true", help="deviation: reset memory at each video")
+    e.add_argument("--batch-size", type=int, default=1, help=">1 only with --no-update (fast path)")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--out", help="result JSON (a CSV of per-frame records is written beside it)")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    c = sub.add_parser("convert", help="convert the authors' model.pth + keys.pt to an mnadlib checkpoint")
+    c.add_argument("--original-model", required=True)
+    c.add_argument("--original-keys", required=True)
+    c.add_argument("--method", choices=["pred", "recon"])
+    c.add_argument("--out", required=True)
+    c.set_defaults(func=cmd_convert)
+
+    b = sub.add_parser("bench", help="throughput benchmark (not a test)")
+    b.add_argument("--sizes", nargs="+", default=["64", "128", "256"])
+    b.add_argument("--method", choices=["pred", "recon"], default="pred")
+    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--width", type=float, default=1.0)
+    b.add_argument("--batch", type=int, default=4, help="training batch size")
+    b.add_argument("--repeats", type=int, default=5)
+    b.add_argument("--device", default="cpu")
+    b.set_defaults(func=cmd_bench)
+
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; bad input exits with status 2 and a one-line message."""
+    from .data import DataError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, CheckpointError, DataError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
