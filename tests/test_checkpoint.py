@@ -1,0 +1,112 @@
+"""Checkpoints: safe loading of the authors' pickles, our atomic format, and every kind of bad file."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mnadlib import checkpoint as ck
+from mnadlib.config import ModelConfig
+from mnadlib.memory import init_items
+from mnadlib.model import MNAD
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_forbidden_global_is_refused_without_running(tmp_path):
+    marker = tmp_path / "pwned"
+    bad = tmp_path / "model.pth"
+    torch.save({"model": _Evil(marker)}, bad)
+    keys = tmp_path / "keys.pt"
+    torch.save(torch.zeros(10, 512), keys)
+    with pytest.raises(ck.UnsafeCheckpointError, match=r"(posix|os|nt)\.system"):
+        ck.load_original(bad, keys)
+    assert not marker.exists()
+
+
+def test_our_loader_rejects_pickled_code(tmp_path):
+    bad = tmp_path / "model.pt"
+    torch.save({"format": "mnadlib", "x": _Evil(tmp_path / "pwned")}, bad)
+    with pytest.raises(ck.CheckpointError):
+        ck.load_checkpoint(bad)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_roundtrip_and_atomic_write(tmp_path, monkeypatch):
+    cfg = ModelConfig(width=0.125)
+    model = MNAD(cfg).eval()
+    items = init_items(cfg.msize, cfg.fdim, torch.Generator().manual_seed(0))
+    path = ck.save_checkpoint(tmp_path / "m.pt", model, items)
+    loaded, loaded_items = ck.load_checkpoint(path)
+    x = torch.rand(1, 12, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, loaded_items).output, model(x, items).output, atol=0, rtol=0)
+    before = path.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(KeyboardInterrupt):
+        ck.save_checkpoint(path, model, items)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage", "truncated_gzip"])
+def test_damaged_files_give_clear_errors(tmp_path, damage):
+    cfg = ModelConfig(width=0.125)
+    good = ck.save_checkpoint(tmp_path / "good.pt", MNAD(cfg), init_items(cfg.msize, cfg.fdim))
+    data = good.read_bytes()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes({"empty": b"", "truncated": data[: len(data) // 2], "garbage": os.urandom(4096),
+                     "truncated_gzip": gzip.compress(data)[:500]}[damage])
+    with pytest.raises(ck.CheckpointError, match="bad.pt"):
+        ck.load_checkpoint(bad)
+    with pytest.raises(ck.CheckpointError, match="not found"):
+        ck.load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_authors_files_wrong_kind_and_keys(parity, tmp_path):
+    with pytest.raises(ck.CheckpointError, match="'recon' model.*--method recon"):
+        ck.load_original(parity / "recon" / "model.pth.gz", parity / "recon" / "keys.pt.gz", method="pred")
+    wrong = tmp_path / "keys.pt"
+    torch.save(torch.zeros(10, 256), wrong)
+    with pytest.raises(ck.CheckpointError, match=r"\(10, 256\).*512"):
+        ck.load_original(parity / "pred" / "model.pth.gz", wrong)
+    with pytest.raises(ck.CheckpointError, match="load_original|convert"):
+        ck.load_checkpoint(parity / "pred" / "model.pth.gz")
+
+
+def test_convert_cli_gives_identical_model(parity, tmp_path):
+    out = tmp_path / "pred.pt"
+    subprocess.run([sys.executable, "-m", "mnadlib", "convert", "--original-model", str(parity / "pred" / "model.pth.gz"),
+                    "--original-keys", str(parity / "pred" / "keys.pt.gz"), "--out", str(out)], check=True, capture_output=True)
+    a, ia = ck.load_original(parity / "pred" / "model.pth.gz", parity / "pred" / "keys.pt.gz")
+    b, ib = ck.load_checkpoint(out, method="pred")
+    assert torch.equal(ia, ib)
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    r = subprocess.run([sys.executable, "-m", "mnadlib", "convert", "--original-model", str(parity / "pred" / "model.pth.gz"),
+                        "--original-keys", str(parity / "pred" / "keys.pt.gz"), "--method", "recon", "--out", str(tmp_path / "x.pt")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--method pred" in r.stderr and not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize("method,use_memory,use_skips", [("pred", True, True), ("pred", False, True), ("pred", True, False),
+                                                         ("recon", True, False), ("recon", False, False)])
+def test_infer_config_roundtrip(method, use_memory, use_skips):
+    cfg = ModelConfig(method=method, width=0.125, use_memory=use_memory, use_skips=use_skips)
+    got = ck.infer_config(MNAD(cfg).state_dict())
+    assert (got.method, got.use_memory, got.use_skips, got.width, got.t_length) == (method, use_memory, use_skips, 0.125, cfg.t_length)
