@@ -1,0 +1,34 @@
+# Two commands do everything on a fresh machine: `make reproduce` (the main job) and `make test`.
+# Both create .venv and install what they need; TORCH pins the build CI uses (the CPU wheel on
+# the CI machine's disk). On a CUDA machine set TORCH="torch" or your preferred build.
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup test reproduce smoke bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[notebooks,test]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mnadlib)" >/dev/null
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+reproduce: $(STAMP)
+	$(BIN)/python -m mnadlib.reproduce $(ARGS)
+
+smoke: $(STAMP)
+	$(BIN)/python -m mnadlib.reproduce --smoke $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m mnadlib bench --sizes 64 128 256 --threads 2
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

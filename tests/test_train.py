@@ -1,0 +1,128 @@
+"""Training loop: losses fall, checkpoints are atomic and complete, an interrupted run resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import mnadlib.train as tr
+from mnadlib.checkpoint import CheckpointError, load_checkpoint
+from mnadlib.config import ModelConfig, TrainConfig
+
+
+@pytest.fixture()
+def frames(tmp_path):
+    """Two tiny videos of a moving square on a smooth background."""
+    root = tmp_path / "toy" / "training" / "frames"
+    rng = np.random.default_rng(0)
+    bg = cv2.GaussianBlur(rng.uniform(60, 180, (32, 32, 3)).astype(np.float32), (0, 0), 3)
+    for v in ("01", "02"):
+        (root / v).mkdir(parents=True)
+        for t in range(10):
+            img = bg.copy()
+            x = 2 + 2 * t
+            img[10:16, x : x + 6] = 220
+            cv2.imwrite(str(root / v / f"{t:03d}.jpg"), img.astype(np.uint8))
+    return root
+
+
+def _cfgs(epochs=3):
+    return ModelConfig(width=0.0625, msize=4), TrainConfig(epochs=epochs, batch_size=4, size=(32, 32), lr=1e-3)
+
+
+def test_train_writes_checkpoint_history_manifest(frames, tmp_path):
+    mcfg, tcfg = _cfgs()
+    final = tr.train(frames, mcfg, tcfg, tmp_path / "run", progress=False)
+    model, items = load_checkpoint(final)
+    assert items.shape == (4, mcfg.fdim)
+    hist = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    assert hist[-1]["pixel"] < hist[0]["pixel"]
+    assert sum(hist[0]["memory_usage"]) > 0
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["seed"] == 0 and manifest["torch"] == torch.__version__
+
+
+def test_interrupted_training_resumes_to_the_same_weights(frames, tmp_path, monkeypatch):
+    mcfg, tcfg = _cfgs()
+    ref, ref_items = load_checkpoint(tr.train(frames, mcfg, tcfg, tmp_path / "ref", progress=False))
+    real_step = tr.train_step
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 7:  # during epoch 2 (4 steps per epoch)
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(tr, "train_step", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        tr.train(frames, mcfg, tcfg, tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "checkpoint.pt").exists() and not (tmp_path / "run" / "model.pt").exists()
+    monkeypatch.setattr(tr, "train_step", real_step)
+    got, got_items = load_checkpoint(tr.train(frames, mcfg, tcfg, tmp_path / "run", progress=False))
+    torch.testing.assert_close(got_items, ref_items, rtol=0, atol=0)
+    for (k, a), b in zip(ref.state_dict().items(), got.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["resumed_from_epoch"] == 2
+
+
+def test_resume_refuses_another_configuration(frames, tmp_path):
+    mcfg, tcfg = _cfgs(epochs=1)
+    tr.train(frames, mcfg, tcfg, tmp_path / "run", progress=False)
+    with pytest.raises(CheckpointError, match="another configuration"):
+        tr.train(frames, ModelConfig(width=0.125, msize=4), tcfg, tmp_path / "run", progress=False)
+
+
+def test_no_memory_variant_trains(frames, tmp_path):
+    mcfg = ModelConfig(width=0.0625, use_memory=False)
+    _, tcfg = _cfgs(epochs=1)
+    model, items = load_checkpoint(tr.train(frames, mcfg, tcfg, tmp_path / "run", progress=False))
+    assert items is None and model.memory is None
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "mnadlib", *args], capture_output=True, text=True)
+
+
+def test_cli_train_then_evaluate(frames, tmp_path):
+    run = tmp_path / "run"
+    r = _cli("train", "--data", str(frames.parents[1]), "--epochs", "1", "--size", "32", "32", "--out", str(run), "--quiet")
+    assert r.returncode == 0, r.stderr
+    test = frames.parents[1] / "testing" / "frames"
+    test.mkdir(parents=True)
+    (frames / "01").rename(test / "01")
+    labels = tmp_path / "labels.npy"
+    np.save(labels, np.array([[0] * 5 + [1] * 5]))
+    out = tmp_path / "res.json"
+    r = _cli("evaluate", "--data", str(frames.parents[1]), "--labels", str(labels), "--checkpoint", str(run / "model.pt"),
+             "--size", "32", "32", "--out", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    assert len(res["videos"]["01"]["score"]) == 6 and res["videos"]["01"]["label"] == [0, 1, 1, 1, 1, 1]
+    assert 0 <= res["auc"] <= 1
+    assert out.with_suffix(".csv").read_text().count("\n") == 7
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--size", "30", "32"], "multiples of 8"),
+    (["--labels", "WRONG"], "labels"),
+    (["--checkpoint", "missing.pt"], "not found"),
+])
+def test_cli_evaluate_bad_input(frames, tmp_path, args, message):
+    run = tmp_path / "run"
+    tr.train(frames, *_cfgs(epochs=1), run, progress=False)
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((1, 7)))
+    args = [str(wrong) if a == "WRONG" else str(tmp_path / a) if a.endswith(".pt") else a for a in args]
+    base = ["evaluate", "--data", str(frames), "--checkpoint", str(run / "model.pt"), "--size", "32", "32", "--quiet"]
+    r = _cli(*base, *args)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
