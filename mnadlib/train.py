@@ -170,12 +170,13 @@ def train(
             if train_cfg.max_steps_per_epoch and steps >= train_cfg.max_steps_per_epoch:
                 break
         scheduler.step()
-        mean = sums / max(steps, 1)
-        history.append({"epoch": epoch + 1, "loss": mean[0], "pixel": mean[1], "compactness": mean[2],
-                        "separateness": mean[3], "lr": optimizer.param_groups[0]["lr"], "memory_usage": usage.tolist()})
+        mean = (sums / max(steps, 1)).tolist()  # Python floats: weights_only checkpoints refuse NumPy scalars
+        loss, pixel, compact, separate = (float(v) for v in mean)
+        history.append({"epoch": epoch + 1, "loss": loss, "pixel": pixel, "compactness": compact,
+                        "separateness": separate, "lr": optimizer.param_groups[0]["lr"], "memory_usage": usage.tolist()})
         if progress:
-            tqdm.write(f"epoch {epoch + 1}/{train_cfg.epochs}  loss {mean[0]:.5f}  pixel {mean[1]:.5f}  "
-                       f"compact {mean[2]:.5f}  separate {mean[3]:.5f}")
+            tqdm.write(f"epoch {epoch + 1}/{train_cfg.epochs}  loss {loss:.5f}  pixel {pixel:.5f}  "
+                       f"compact {compact:.5f}  separate {separate:.5f}")
         if (epoch + 1) % train_cfg.checkpoint_every == 0 or epoch + 1 == train_cfg.epochs:
             _save_resumable(ckpt_path, model, items, optimizer, scheduler, generator, epoch + 1, history, model_cfg, train_cfg)
     (run_dir / "history.json").write_text(json.dumps(history, indent=2))
