@@ -1,0 +1,380 @@
+"""Tests of mnadlib.data on tiny generated frame folders and videos (no real dataset needed)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from mnadlib.data import (
+    ClipDataset, DataError, FrameSource, KNOWN_DATASETS, extract_frames, frames_to_video,
+    list_videos, load_frame, load_labels, load_masks, natural_key, open_source, split_dir,
+    split_labels, validate_layout, validate_video,
+)
+
+H, W = 24, 40
+
+
+def frame(i: int, h: int = H, w: int = W) -> np.ndarray:
+    """A distinct BGR frame: value encodes the frame index, plus a gradient."""
+    img = np.zeros((h, w, 3), np.uint8)
+    img[..., 0] = (i * 17) % 256
+    img[..., 1] = np.arange(w, dtype=np.uint8)[None, :] * 3
+    img[..., 2] = np.arange(h, dtype=np.uint8)[:, None] * 5
+    return img
+
+
+def write_frames(folder: Path, n: int, names=None, ext: str = ".png", start: int = 0) -> Path:
+    """Write n lossless frames named 000.png... (or the given names)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(n):
+        name = names[k] if names else f"{k + start:03d}{ext}"
+        assert cv2.imwrite(str(folder / name), frame(k))
+    return folder
+
+
+def write_video(path: Path, frames: list[np.ndarray], fourcc: str = "MJPG") -> Path:
+    """Write frames as a video file with OpenCV."""
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 25.0, (w, h))
+    assert writer.isOpened()
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    return path
+
+
+def red(n: int) -> list[np.ndarray]:
+    """n pure-red BGR frames (JPEG-friendly, checks that colours are not swapped)."""
+    img = np.zeros((32, 48, 3), np.uint8)
+    img[..., 2] = 230
+    return [img.copy() for _ in range(n)]
+
+
+@pytest.fixture
+def ds(tmp_path: Path) -> Path:
+    """ROOT/toy with 2 training and 3 testing videos in the frames layout."""
+    root = tmp_path / "toy"
+    for split, lengths in (("training", [6, 7]), ("testing", [5, 6, 4])):
+        for v, n in enumerate(lengths, 1):
+            write_frames(root / split / "frames" / f"{v:02d}", n)
+    return root
+
+
+def test_natural_key_orders_unpadded_numbers():
+    names = ["10.jpg", "2.jpg", "1.jpg", "Test10", "Test2"]
+    assert sorted(names, key=natural_key) == ["1.jpg", "2.jpg", "10.jpg", "Test2", "Test10"]
+    assert natural_key(Path("a/b/3.png")) < natural_key("b/12.png")
+
+
+def test_frame_folder_natural_order_not_parsed_names(tmp_path):
+    folder = write_frames(tmp_path / "v", 3, names=["10.png", "2.png", "1.png"])
+    src = open_source(folder)
+    assert isinstance(src, FrameSource) and len(src) == 3 and src.name == "v"
+    assert src.frame_size == (H, W)
+    for i in range(3):  # file "1.png" holds frame(2), "2.png" frame(1), "10.png" frame(0)
+        np.testing.assert_array_equal(src.read(i), frame(2 - i))
+    with pytest.raises(IndexError):
+        src.read(3)
+
+
+def test_grayscale_frames_become_three_channel_bgr(tmp_path):
+    (tmp_path / "v").mkdir()
+    cv2.imwrite(str(tmp_path / "v" / "0.png"), np.full((H, W), 77, np.uint8))
+    img = open_source(tmp_path / "v").read(0)
+    assert img.shape == (H, W, 3) and img.dtype == np.uint8 and (img == 77).all()
+
+
+def test_frames_layout_and_split_dir(ds):
+    assert split_dir(ds, "testing") == ds / "testing" / "frames"
+    videos = list_videos(split_dir(ds, "testing"))
+    assert [v.name for v in videos] == ["01", "02", "03"] and [len(v) for v in videos] == [5, 6, 4]
+
+
+def test_folder_of_videos_mixed_with_frames_and_single_file(tmp_path):
+    split = tmp_path / "shanghai" / "training" / "videos"
+    split.mkdir(parents=True)
+    write_video(split / "10.avi", [frame(i) for i in range(4)])
+    write_video(split / "2.avi", [frame(i) for i in range(3)])
+    write_frames(split / "5", 2)
+    assert split_dir(tmp_path / "shanghai", "training") == split
+    videos = list_videos(split)
+    assert [(v.name, len(v)) for v in videos] == [("2", 3), ("5", 2), ("10", 4)]
+    single = list_videos(split / "10.avi")
+    assert len(single) == 1 and single[0].name == "10" and single[0].frame_size == (H, W)
+
+
+def test_split_folder_holding_videos_directly(tmp_path):
+    split = tmp_path / "ds" / "testing"
+    split.mkdir(parents=True)
+    write_video(split / "a.avi", [frame(0)] * 2)
+    assert split_dir(tmp_path / "ds", "testing") == split
+    write_frames(split / "a", 2)
+    with pytest.raises(DataError, match=r"both a frame folder and a video file named \['a'\]"):
+        list_videos(split)
+
+
+def test_single_frame_folder_is_one_video(tmp_path):
+    videos = list_videos(write_frames(tmp_path / "clip", 3))
+    assert [(v.name, len(v)) for v in videos] == [("clip", 3)]
+
+
+def test_ucsd_original_layout_ignores_gt_folders(tmp_path):
+    root = tmp_path / "UCSDped2"
+    write_frames(root / "Train" / "Train001", 3, ext=".tif", start=1)
+    for v in (1, 2):
+        write_frames(root / "Test" / f"Test{v:03d}", 4, ext=".tif", start=1)
+        write_frames(root / "Test" / f"Test{v:03d}_gt", 4, ext=".bmp", start=1)
+    (root / "Test" / "Thumbs.db").write_bytes(b"x")
+    assert split_dir(root, "testing") == root / "Test"
+    videos = list_videos(split_dir(root, "testing"))
+    assert [v.name for v in videos] == ["Test001", "Test002"] and all(len(v) == 4 for v in videos)
+    np.testing.assert_array_equal(videos[0].read(0), frame(0))
+
+
+def test_load_frame_matches_authors_np_load_frame(tmp_path):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    (tmp_path / "v").mkdir()
+    cv2.imwrite(str(tmp_path / "v" / "0.png"), img)
+    out = load_frame(open_source(tmp_path / "v"), 0, (16, 32))
+    expected = cv2.resize(cv2.imread(str(tmp_path / "v" / "0.png")), (32, 16)).astype(np.float32)
+    expected = (expected / 127.5) - 1.0
+    assert out.dtype == np.float32 and out.shape == (16, 32, 3)
+    np.testing.assert_array_equal(out, expected)
+    same = load_frame(open_source(tmp_path / "v"), 0, (H, W))
+    np.testing.assert_array_equal(same, img.astype(np.float32) / np.float32(127.5) - np.float32(1))
+    assert same.min() >= -1 and same.max() <= 1
+
+
+@pytest.mark.parametrize("t_length", [1, 2, 4])
+def test_clip_dataset_samples_shape_and_order(ds, t_length):
+    videos = list_videos(split_dir(ds, "testing"))
+    clips = ClipDataset(videos, t_length, (H, W))
+    assert len(clips) == sum(len(v) - t_length + 1 for v in videos)
+    assert clips.samples[0] == (0, 0) and clips.samples[-1] == (2, 4 - t_length)
+    x = clips[1]
+    assert x.dtype == torch.float32 and x.shape == (3 * t_length, H, W)
+    for j in range(t_length):  # frame-major: channels 3j..3j+2 are frame start+j
+        want = load_frame(videos[0], 1 + j, (H, W)).transpose(2, 0, 1)
+        np.testing.assert_array_equal(x[3 * j:3 * j + 3].numpy(), want)
+    assert clips.video_of(0) == ("01", t_length - 1)
+    assert clips.video_of(len(clips) - 1) == ("03", 3)
+
+
+def test_clip_dataset_rejects_short_video_and_is_picklable(ds):
+    videos = list_videos(split_dir(ds, "testing"))
+    with pytest.raises(DataError, match=r"03 \(4 frames"):
+        ClipDataset(videos, 5, (H, W))
+    clips = pickle.loads(pickle.dumps(ClipDataset(videos, 2, (16, 16))))
+    assert clips[0].shape == (6, 16, 16)
+
+
+def test_video_random_access_equals_sequential(tmp_path):
+    src = open_source(write_video(tmp_path / "v.avi", [frame(i) for i in range(40)]))
+    assert len(src) == 40
+    seq = [src.read(i) for i in range(40)]
+    for i in (30, 3, 39, 0, 4, 12, 11):
+        np.testing.assert_array_equal(src.read(i), seq[i])
+    assert src.read(0)[0, 0, 0] == pytest.approx(0, abs=8) and seq[10][0, 0, 0] == pytest.approx(170, abs=8)
+
+
+def test_dataloader_workers_over_video_file(tmp_path):
+    src = open_source(write_video(tmp_path / "v.avi", [frame(i) for i in range(12)]))
+    src.read(5)  # the parent holds an open capture: workers must not reuse it
+    clips = ClipDataset([src], 3, (16, 24))
+    expected = torch.stack([clips[k] for k in range(len(clips))])
+    loader = DataLoader(clips, batch_size=3, num_workers=2, shuffle=False, timeout=60)
+    got = torch.cat(list(loader))
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_labels_shapes_and_split(tmp_path):
+    lengths = {"02": 3, "01": 2}  # split in sorted order whatever the dict order
+    flat = np.array([0, 1, 1, 0, 0])
+    for arr in (flat[None, :], flat, flat[:, None], flat.astype(np.float64)):
+        np.save(tmp_path / "l.npy", arr)
+        out = load_labels(tmp_path / "l.npy", lengths)
+        assert list(out) == ["01", "02"]
+        np.testing.assert_array_equal(out["01"], [0, 1])
+        np.testing.assert_array_equal(out["02"], [1, 0, 0])
+        assert out["01"].dtype.kind == "i"
+    assert list(split_labels(flat, [("a", 5)])) == ["a"]
+
+
+def test_labels_errors():
+    lengths = [("01", 3), ("02", 4)]
+    with pytest.raises(DataError, match=r"5 labels but the test videos have 7 frames.*'02'"):
+        split_labels(np.zeros((1, 5)), lengths)
+    with pytest.raises(DataError, match=r"9 labels.*7 frames.*left over"):
+        split_labels(np.zeros(9), lengths)
+    with pytest.raises(DataError, match="shape"):
+        split_labels(np.zeros((2, 7)), lengths)
+    with pytest.raises(DataError, match="shape"):
+        split_labels(np.zeros((1, 7, 1)), lengths)
+    with pytest.raises(DataError, match="0 \\(normal\\) or 1"):
+        split_labels(np.array([0, 1, 2, 0, 0, 0, 0.5]), lengths)
+    with pytest.raises(DataError, match="does not exist"):
+        load_labels("/nonexistent/labels.npy", lengths)
+
+
+def test_masks_our_layout(ds):
+    video = list_videos(split_dir(ds, "testing"))[2]
+    assert load_masks(ds, video) is None
+    folder = ds / "testing" / "masks" / "03"
+    folder.mkdir(parents=True)
+    for k in range(4):
+        m = np.zeros((H, W), np.uint8)
+        m[k, :5] = 255
+        cv2.imwrite(str(folder / f"{k:03d}.png"), m)
+    masks = load_masks(ds, video)
+    assert masks.dtype == bool and masks.shape == (4, H, W) and masks[2, 2, :5].all() and masks.sum() == 20
+    np.testing.assert_array_equal(load_masks(ds / "testing" / "masks", video), masks)
+    (folder / "003.png").unlink()
+    with pytest.raises(DataError, match="3 masks.*4 frames"):
+        load_masks(ds, video)
+
+
+def test_masks_ucsd_gt_and_shanghaitech_npy(tmp_path):
+    test = tmp_path / "UCSDped2" / "Test"
+    write_frames(test / "Test001", 3, ext=".tif", start=1)
+    gt = test / "Test001_gt"
+    gt.mkdir()
+    for k in range(3):
+        cv2.imwrite(str(gt / f"{k + 1:03d}.bmp"), np.full((H, W), 255 * (k == 1), np.uint8))
+    video = list_videos(test)[0]
+    masks = load_masks(tmp_path / "UCSDped2", video)
+    assert masks.shape == (3, H, W) and masks[1].all() and not masks[[0, 2]].any()
+
+    root = tmp_path / "shanghai"
+    sh_video = open_source(write_frames(root / "testing" / "frames" / "01_0014", 4))
+    pix = np.zeros((4, H, W), np.uint8)
+    pix[3, 1, 1] = 1
+    (root / "testing" / "test_pixel_mask").mkdir(parents=True)
+    np.save(root / "testing" / "test_pixel_mask" / "01_0014.npy", pix)
+    masks = load_masks(root, sh_video)
+    assert masks.dtype == bool and masks.sum() == 1 and masks[3, 1, 1]
+    np.save(root / "testing" / "test_pixel_mask" / "01_0014.npy", pix[:2])
+    with pytest.raises(DataError, match="2 masks.*4 frames"):
+        load_masks(root, sh_video)
+
+
+def test_error_missing_dataset_and_split(tmp_path):
+    with pytest.raises(DataError, match="dataset root .* does not exist"):
+        split_dir(tmp_path / "nope", "training")
+    (tmp_path / "ds" / "training").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"no testing videos .*tried .*testing[/\\]frames"):
+        split_dir(tmp_path / "ds", "testing")
+    with pytest.raises(DataError, match="does not exist"):
+        list_videos(tmp_path / "missing")
+    with pytest.raises(DataError, match="holds no videos"):
+        list_videos(tmp_path / "ds" / "training")
+    with pytest.raises(DataError, match="'training' or 'testing'"):
+        split_dir(tmp_path / "ds", "train")
+
+
+def test_error_video_folder_without_frames(tmp_path):
+    write_frames(tmp_path / "split" / "01", 2)
+    (tmp_path / "split" / "02").mkdir()
+    (tmp_path / "split" / "02" / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match=r"02 holds no frames"):
+        list_videos(tmp_path / "split")
+
+
+def test_error_frames_of_different_sizes(tmp_path):
+    folder = write_frames(tmp_path / "v", 3)
+    cv2.imwrite(str(folder / "001.png"), frame(1, h=H + 8))
+    src = open_source(folder)
+    src.read(0)
+    with pytest.raises(DataError, match=r"001\.png is 40x32 but frame 0 is 40x24"):
+        src.read(1)
+    with pytest.raises(DataError, match="one size"):
+        ClipDataset([open_source(folder)], 2, (16, 16))[0]
+
+
+def test_error_unreadable_and_zero_byte_images(tmp_path):
+    folder = write_frames(tmp_path / "v", 3)
+    (folder / "001.png").write_bytes(b"")
+    (folder / "002.png").write_bytes(b"not a png")
+    src = open_source(folder)
+    with pytest.raises(DataError, match=r"001\.png \(0 bytes\)"):
+        src.read(1)
+    with pytest.raises(DataError, match=r"002\.png .*corrupt"):
+        src.read(2)
+    with pytest.raises(DataError, match="empty \\(0-byte\\) frame files"):
+        validate_video(src)
+
+
+def test_error_corrupt_empty_and_truncated_videos(tmp_path):
+    (tmp_path / "empty.avi").write_bytes(b"")
+    (tmp_path / "junk.mp4").write_bytes(b"junk" * 1000)
+    with pytest.raises(DataError, match=r"empty.avi is empty \(0 bytes\)"):
+        open_source(tmp_path / "empty.avi")
+    with pytest.raises(DataError, match=r"cannot open video .*junk.mp4"):
+        open_source(tmp_path / "junk.mp4")
+    (tmp_path / "x.txt").write_text("x")
+    with pytest.raises(DataError, match="neither a frame folder nor a video"):
+        open_source(tmp_path / "x.txt")
+    good = write_video(tmp_path / "good.avi", [frame(i) for i in range(20)]).read_bytes()
+    (tmp_path / "cut.avi").write_bytes(good[: len(good) // 2])
+    try:
+        cut = open_source(tmp_path / "cut.avi")
+    except DataError:
+        return  # OpenCV refused the truncated file outright: also a clear error
+    assert 0 < len(cut) < 20  # the header still claims 20: frames are counted by decoding
+    cut.read(len(cut) - 1)
+
+
+def test_extract_frames_and_frames_to_video_round_trip(tmp_path):
+    video = write_video(tmp_path / "in.avi", red(9))
+    out = tmp_path / "frames" / "in"
+    assert extract_frames(video, out) == 9
+    names = sorted(p.name for p in out.iterdir())
+    assert names[0] == "000000.jpg" and len(names) == 9
+    assert [p.name for p in out.parent.iterdir()] == ["in"]  # no temporary folder left
+    src = open_source(out)
+    b, g, r = src.read(4).reshape(-1, 3).mean(0)
+    assert r > 200 and b < 30 and g < 30  # red stays red: BGR throughout
+    with pytest.raises(DataError, match="already exists"):
+        extract_frames(video, out)
+    assert extract_frames(video, out, ext=".png", overwrite=True) == 9
+    for suffix in (".mp4", ".avi"):
+        path = frames_to_video(out, tmp_path / f"back{suffix}", fps=10)
+        back = open_source(path)
+        assert len(back) == 9 and back.frame_size == (32, 48)
+        b, g, r = back.read(8).reshape(-1, 3).mean(0)
+        assert r > 200 and b < 30 and g < 30
+    with pytest.raises(DataError, match=r"\.mp4.*\.avi"):
+        frames_to_video(src, tmp_path / "x.gif")
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_validate_layout_summary_and_labels(ds, tmp_path):
+    summary = validate_layout(ds)
+    assert summary["training"] == {"videos": 2, "frames": 13, "lengths": {"01": 6, "02": 7}}
+    assert summary["testing"]["frames"] == 15 and summary["frame_size"] == (H, W)
+    assert summary["warnings"] == []
+    np.save(tmp_path / "labels.npy", np.r_[np.zeros(10), np.ones(5)][None])
+    assert validate_layout(ds, tmp_path / "labels.npy", full=True)["labels"] == {"frames": 15, "anomalous": 5}
+    np.save(tmp_path / "short.npy", np.zeros((1, 14)))
+    with pytest.raises(DataError, match="14 labels.*15 frames"):
+        validate_layout(ds, tmp_path / "short.npy")
+
+
+def test_validate_layout_warns_on_known_dataset_mismatch(ds):
+    ped2 = ds.rename(ds.parent / "ped2")
+    warnings = validate_layout(ped2)["warnings"]
+    assert any("test_videos is 3" in w for w in warnings) and any("frame_size" in w for w in warnings)
+
+
+def test_known_datasets_facts():
+    ped2 = KNOWN_DATASETS["ped2"]
+    assert sum(ped2["test_lengths"]) == ped2["test_frames"] == 2010 and len(ped2["test_lengths"]) == 12
+    avenue = KNOWN_DATASETS["avenue"]
+    assert sum(avenue["test_lengths"]) == avenue["test_frames"] == 15324
+    assert KNOWN_DATASETS["shanghaitech"]["test_frames"] == 40791 == KNOWN_DATASETS["shanghai"]["test_frames"]
