@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="cpu")
     b.set_defaults(func=cmd_bench)
 
+    from .localize_cli import add_parser
+    add_parser(sub)
     return ap
 
 

@@ -1,0 +1,122 @@
+"""The ``python -m mnadlib localize`` sub-command: flags mapped onto ``LocalizeConfig`` and the run.
+
+Two uses. ``--video FILE_OR_FRAME_FOLDER --out DIR`` localizes one video with a checkpoint
+(``--checkpoint``) or with a model trained on a normal stretch of the same footage
+(``--fit-frames START:END``) and writes the files of ``localize_output.write_outputs``.
+Thresholds are calibrated on normal frames: ``--normal`` footage, ``--normal-frames`` of the video,
+the held-out end of ``--fit-frames``, or else the video's first quarter, assumed normal.
+``--data ROOT/DATASET --metrics`` prints the localization metrics table of ``localize_eval``
+(the fork's mode beside ours). Bad input exits with status 2 and one line, as every sub-command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .data import list_videos, load_masks, open_source
+from .localize import LocalizeError
+from .localize_video import (FrameRange, LocalizeConfig, fit_on_frames, leading_frames, load_model, localize,
+                             parse_range, parse_threshold)
+
+
+def config_from_args(args: argparse.Namespace, size: tuple[int, int]) -> LocalizeConfig:
+    """LocalizeConfig from the parsed flags."""
+    return LocalizeConfig(map_kind=args.map, threshold=parse_threshold(args.threshold), percentile=args.percentile,
+                          min_area=args.min_area, largest_only=args.largest_only, alpha=args.alpha,
+                          streaming=not args.offline, frame_threshold=args.frame_threshold, size=size,
+                          device=args.device)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Localize one video, or print the metrics table of a dataset."""
+    from .localize_eval import format_table, localization_metrics
+    from .localize_output import write_outputs
+
+    size = tuple(int(v) for v in args.size) if args.size else None
+    if args.metrics:
+        if not (args.data and args.checkpoint):
+            raise LocalizeError("--metrics needs --data ROOT/DATASET and --checkpoint CKPT")
+        model, items, size = load_model(args.checkpoint, size)
+        table = localization_metrics(model, items, args.data, size, progress=not args.quiet)
+        print(format_table(table))
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            (Path(args.out) / "localization_metrics.json").write_text(json.dumps(table, indent=1))
+        return 0
+    if not args.video or not args.out or bool(args.checkpoint) == bool(args.fit_frames):
+        raise LocalizeError("give --video FILE_OR_FOLDER --out DIR and exactly one of --checkpoint CKPT "
+                            "or --fit-frames START:END")
+    source = open_source(args.video)
+    masks = load_masks(args.masks, source) if args.masks else None
+    normal = None
+    if args.fit_frames:
+        start, end = parse_range(args.fit_frames)
+        ckpt, normal = fit_on_frames(source, start, end, Path(args.out) / "fit", args.fit_epochs, size,
+                                     progress=not args.quiet)
+        size = None
+    else:
+        ckpt = args.checkpoint
+    model, items, size = load_model(ckpt, size)
+    if args.normal:
+        normal = list_videos(args.normal)
+    elif args.normal_frames:
+        normal = FrameRange(source, *parse_range(args.normal_frames))
+    cfg = config_from_args(args, size)
+    assumed = normal is None and not args.offline
+    if assumed:
+        normal = leading_frames(source, model.cfg.t_length)
+    res = localize(source, model, items, cfg, normal=normal, progress=not args.quiet)
+    if assumed:
+        print(f"note: calibrated on frames 0:{len(normal)} of the video, assumed normal; choose normal footage with "
+              "--normal or --normal-frames", file=sys.stderr)
+    gif_frames = parse_range(args.gif_frames) if args.gif_frames else None
+    paths = write_outputs(res, source, args.out, masks=masks, gif_every=args.gif_every, gif_height=args.gif_height,
+                          gif_frames=gif_frames, progress=not args.quiet)
+    segs = res.segments()
+    print(f"{len(res.frames)} frames scored, {int(res.flags.sum())} anomalous in {len(segs)} segments, "
+          f"{sum(map(len, res.boxes))} boxes; wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def cmd_localize(args: argparse.Namespace) -> int:
+    """run() with LocalizeError reported like the other input errors (one line, status 2)."""
+    try:
+        return run(args)
+    except LocalizeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``localize`` sub-command to the CLI's sub-parsers."""
+    p = sub.add_parser("localize", help="localize anomalies in a video (boxes, heat maps, annotated video)")
+    p.add_argument("--video", help="video file or folder of frames")
+    p.add_argument("--checkpoint", help="our checkpoint (model.pt)")
+    p.add_argument("--fit-frames", metavar="START:END", help="train on these normal frames of --video instead "
+                   "(the last 20%% calibrate the thresholds)")
+    p.add_argument("--fit-epochs", type=int, help="epochs for --fit-frames (default: the cpu preset's 8)")
+    p.add_argument("--out", help="output folder")
+    p.add_argument("--map", choices=["ssim", "error", "memory"], default="ssim", help="anomaly map kind")
+    p.add_argument("--threshold", default="calibrated", help="a number in the map's range, calibrated, otsu or fork")
+    p.add_argument("--percentile", type=float, default=99.9, help="calibrated: percentile of normal map values")
+    p.add_argument("--min-area", type=int, help="smallest region in original-frame pixels (default 0.1%% of the frame)")
+    p.add_argument("--largest-only", action="store_true", help="keep only the largest region per frame (the fork)")
+    p.add_argument("--alpha", type=float, default=0.6, help="weight of PSNR in the regularity score")
+    p.add_argument("--size", nargs=2, metavar=("H", "W"), help="model input size (default: the checkpoint's)")
+    p.add_argument("--normal", help="normal footage (video, frame folder or folder of videos) for calibration")
+    p.add_argument("--normal-frames", metavar="START:END", help="normal frames of --video for calibration")
+    p.add_argument("--offline", action="store_true", help="normalise scores over the whole video (the authors)")
+    p.add_argument("--frame-threshold", type=float, help="regularity below this flags a frame")
+    p.add_argument("--masks", help="ground-truth masks (folder or .npy) to draw in green")
+    p.add_argument("--gif-every", type=int, default=0, help="also write annotated.gif with every N-th frame")
+    p.add_argument("--gif-height", type=int, default=160, help="panel height of annotated.gif in pixels")
+    p.add_argument("--gif-frames", metavar="START:END", help="only these frames in annotated.gif")
+    p.add_argument("--data", help="with --metrics: ROOT/DATASET with testing masks")
+    p.add_argument("--metrics", action="store_true", help="print the localization metrics table for --data")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_localize)
+    return p

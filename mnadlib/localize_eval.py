@@ -1,0 +1,116 @@
+"""Localization metrics of whole-video localization on a dataset with pixel masks (synthped, UCSD Ped).
+
+Runs :func:`localize_video.localize` once per test video and scores several modes from the same
+model pass (``relocalize``): pixel AUROC of the mode's continuous map, the UCSD Ped 40% criterion
+(Mahadevan et al., CVPR 2010) and RBDC / TBDC (Ramachandra & Jones, WACV 2020) on what the mode
+reports, i.e. the map inside the reported regions and the regions' boxes and scores. Thresholds
+are calibrated on the training split's normal frames only; the test labels choose nothing.
+
+``FORK`` is the fork's mode (1 - SSIM map, SSIM * 255 < 230, largest region only, no smoothing);
+``OURS`` is this package's default (smoothed 1 - SSIM map, 99.9th percentile of its values on
+normal frames, every region over 0.1% of the frame).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data import FrameSource, list_videos, load_masks, split_dir
+from .localize import LocalizeError, pixel_auroc, rbdc_tbdc, ucsd_pixel_criterion
+from .localize_video import LocalizeConfig, LocalizeResult, fit_normal, localize, relocalize
+from .model import MNAD
+from .scoring import frame_auc
+
+FORK_NAME = "fork: ssim map, SSIM*255<230, largest region"
+OURS_NAME = "ours: ssim map, 99.9th pct of normal, all regions"
+FORK = LocalizeConfig(map_kind="ssim", threshold="fork", largest_only=True, min_area=0, smooth_sigma=0.0, open_close=0)
+OURS = LocalizeConfig()
+
+
+def default_modes() -> dict[str, LocalizeConfig]:
+    """The fork's mode, ours, and ours with the other two map kinds (for information)."""
+    return {FORK_NAME: FORK, OURS_NAME: OURS,
+            "ours with the error map": dataclasses.replace(OURS, map_kind="error"),
+            "ours with the memory map": dataclasses.replace(OURS, map_kind="memory")}
+
+
+def gt_boxes(dataset_root: str | Path, video: str, frames: np.ndarray) -> list[list[tuple[Any, tuple]]] | None:
+    """Per scored frame: [(track id, box)] from testing/annotations.json (synthped), or None without it."""
+    path = Path(dataset_root) / "testing" / "annotations.json"
+    if not path.is_file():
+        return None
+    objects = json.loads(path.read_text())["videos"].get(video, {}).get("objects", [])
+    per: dict[int, list] = {}
+    for obj in objects:
+        for f, box in zip(obj["frames"], obj["boxes"]):
+            per.setdefault(int(f), []).append(((video, obj["id"]), tuple(int(v) for v in box)))
+    return [per.get(int(f), []) for f in frames]
+
+
+def detection_map(res: LocalizeResult, k: int) -> np.ndarray:
+    """The mode's map inside its reported regions, 0 elsewhere (what a user of the mode sees)."""
+    amap = res.map(k)
+    keep = np.zeros(amap.shape, dtype=bool)
+    for r in res.regions(k):
+        keep |= r.mask
+    return np.where(keep, np.maximum(amap, 1e-9), 0.0).astype(np.float32)
+
+
+def localization_metrics(model: MNAD, items: torch.Tensor | None, dataset_root: str | Path, size: tuple[int, int],
+                         modes: dict[str, LocalizeConfig] | None = None, videos: list[FrameSource] | None = None,
+                         progress: bool = False) -> dict[str, dict[str, float | None]]:
+    """Pixel AUROC, UCSD 40% AUC, RBDC, TBDC and frame AUC per mode over a dataset's test videos."""
+    modes = modes or default_modes()
+    root = Path(dataset_root)
+    base = dataclasses.replace(OURS, size=size)
+    normal = fit_normal(model, items, list_videos(split_dir(root, "training")), base, progress=progress)
+    tests = videos or list_videos(split_dir(root, "testing"))
+    runs = []
+    for v in tests:
+        masks = load_masks(root, v)
+        if masks is None:
+            raise LocalizeError(f"no pixel masks for test video {v.name} under {root}")
+        runs.append((v.name, localize(v, model, items, base, normal=normal, progress=progress), masks))
+    table = {}
+    for name, cfg in modes.items():
+        maps, dets, gts, preds, boxes, flags, regs = [], [], [], [], [], [], []
+        for video, res, masks in runs:
+            r = relocalize(res, dataclasses.replace(cfg, size=size))
+            gb = gt_boxes(root, video, r.frames)
+            for k, f in enumerate(r.frames):
+                maps.append(r.map(k))
+                dets.append(detection_map(r, k))
+                gts.append(masks[f])
+                preds.append([((b["x0"], b["y0"], b["x1"], b["y1"]), b["score"]) for b in r.boxes[k]])
+                boxes.append([] if gb is None else gb[k])
+            flags.append(r.flags)
+            regs.append(r.regularity)
+        truth = np.array([g.any() for g in gts])
+        row: dict[str, float | None] = {"pixel_auroc": pixel_auroc(maps, gts),
+                                        "ucsd_auc": ucsd_pixel_criterion(None, dets, gts)["auc"]}
+        if any(boxes):
+            rt = rbdc_tbdc(preds, boxes)
+            row.update(rbdc=rt["rbdc"], tbdc=rt["tbdc"])
+        else:
+            row.update(rbdc=None, tbdc=None)
+        row["frame_auc"] = frame_auc(np.concatenate(regs), truth.astype(int))
+        row["false_alarm_frames"] = float(np.concatenate(flags)[~truth].mean())
+        table[name] = row
+    return table
+
+
+def format_table(table: dict[str, dict[str, float | None]]) -> str:
+    """Markdown table of localization_metrics, in percent."""
+    cols = ["pixel_auroc", "ucsd_auc", "rbdc", "tbdc", "frame_auc", "false_alarm_frames"]
+    head = "| mode | pixel AUROC | UCSD 40% AUC | RBDC | TBDC | frame AUC | normal frames flagged |"
+    lines = [head, "|" + "---|" * (len(cols) + 1)]
+    for name, row in table.items():
+        cells = ["-" if row.get(c) is None else f"{100 * row[c]:.1f}" for c in cols]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,429 @@
+"""Localize anomalies over a whole video (file or frame folder) with a trained MNAD model.
+
+Runs the authors' scoring loop (``evaluate.iter_frames``: frames in order, test-time memory
+update) over one video and turns every scored frame into an anomaly map at the input frame's own
+resolution (``localize.py``: squared error, 1 - SSIM, or distance to the nearest memory item,
+MNAD Sec. 3.2), a pixel threshold (a number, the fork's SSIM * 255 < 230 rule, Otsu, or a
+percentile of the map on normal frames), all connected regions with box and score (or the fork's
+largest region only) and a frame-level decision on the regularity score (Eq. 12). ``streaming``
+normalises PSNR and feature distance with statistics of normal frames (``StreamingNormalizer``),
+so a score needs no future frames; without it each video is min-max normalised as the authors do.
+
+Model-resolution predictions are kept, so :func:`relocalize` re-thresholds with another map kind,
+threshold or minimum area without running the model again (the interactive widget does this).
+:func:`fit_on_frames` trains a model on a normal stretch of the same footage, for a camera that
+has no training split. Drawing and output files: ``localize_output.py``; metrics on a labelled
+dataset: ``localize_eval.py``; the ``localize`` sub-command: ``localize_cli.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from scipy import ndimage
+from skimage.filters import threshold_otsu
+from tqdm import tqdm
+
+from . import scoring
+from .checkpoint import load_checkpoint, read_checkpoint
+from .config import ConfigError, EvalConfig, preset, validate_size
+from .data import DataError, FrameSource, VideoFile, open_source
+from .evaluate import iter_frames
+from .localize import (FORK_LEVEL, VALID_RANGE, LocalizeError, MapKind, Region, StreamingNormalizer, calibrate_threshold,
+                       error_map, find_regions, fork_threshold_mask, memory_map, otsu_threshold,
+                       regions_to_records, segments, ssim_map, to_frame_size)
+from .memory import nearest_distance
+from .model import MNAD
+from .train import resolve_device, train
+
+THRESHOLD_MODES = ("calibrated", "otsu", "fork")
+FORK_THRESHOLD = 1.0 - FORK_LEVEL / 255.0  # the fork's rule on a 1 - SSIM map (~0.098)
+
+
+@dataclass
+class LocalizeConfig:
+    """How maps become regions and frames become decisions."""
+
+    map_kind: MapKind = "ssim"  # "ssim" (1 - SSIM), "error" (squared prediction error) or "memory"
+    threshold: float | str = "calibrated"  # a number in the map's range, "calibrated", "otsu" or "fork"
+    percentile: float = 99.9  # "calibrated": this percentile of map values on normal frames
+    min_area: int | None = None  # smallest region in original-frame pixels; None = 0.1% of the frame
+    largest_only: bool = False  # keep only the largest region per frame (the fork's mode)
+    smooth_sigma: float = 1.0  # Gaussian smoothing of the map, in model-input pixels, before resizing
+    open_close: int = 3  # opening/closing kernel in frame pixels (0 = none)
+    alpha: float = 0.6  # weight of PSNR in the regularity score (paper: 0.6 pred, 0.7 recon)
+    streaming: bool = True  # normalise with normal-frame statistics (needs normal frames), else per video
+    frame_percentile: float = 1.0  # frame threshold: this percentile of normal frames' regularity
+    frame_threshold: float | None = None  # explicit regularity threshold (overrides frame_percentile)
+    size: tuple[int, int] | None = None  # model input (H, W); None = the checkpoint's training size
+    th: float = 0.01  # test-time memory update below this point score (the authors' th)
+    test_time_update: bool = True  # update memory with normal-looking frames, as Evaluate.py does
+    device: str = "auto"  # "auto", "cpu", "cuda", "mps"
+
+    def __post_init__(self) -> None:
+        if self.map_kind not in VALID_RANGE:
+            raise LocalizeError(f"map kind must be one of {sorted(VALID_RANGE)}, got {self.map_kind!r}")
+        if isinstance(self.threshold, str):
+            if self.threshold not in THRESHOLD_MODES:
+                raise LocalizeError(f"threshold must be a number, {', '.join(THRESHOLD_MODES)}; got {self.threshold!r}")
+            if self.threshold == "fork" and self.map_kind != "ssim":
+                raise LocalizeError("threshold 'fork' (SSIM * 255 < 230) needs map kind 'ssim'")
+        else:
+            lo, hi = VALID_RANGE[self.map_kind]
+            if not (isinstance(self.threshold, (int, float)) and lo <= self.threshold <= hi):
+                raise LocalizeError(f"threshold for {self.map_kind!r} maps must be in [{lo}, {hi}], got {self.threshold}")
+        for name, v, lo, hi in (("percentile", self.percentile, 0, 100), ("alpha", self.alpha, 0, 1),
+                                ("frame_percentile", self.frame_percentile, 0, 100)):
+            if not lo <= v <= hi:
+                raise LocalizeError(f"{name} must be in [{lo}, {hi}], got {v}")
+        if (self.min_area is not None and self.min_area < 0) or self.open_close < 0 or self.smooth_sigma < 0:
+            raise LocalizeError("min_area, open_close and smooth_sigma must be >= 0")
+        if self.size is not None:
+            self.size = _size(self.size)
+
+
+def _size(size: Any) -> tuple[int, int]:
+    """validate_size with LocalizeError."""
+    try:
+        return validate_size(size)
+    except ConfigError as exc:
+        raise LocalizeError(str(exc)) from None
+
+
+class FrameRange(FrameSource):
+    """Frames [start, end) of another source, numbered from 0."""
+
+    def __init__(self, base: FrameSource, start: int, end: int) -> None:
+        if not 0 <= start < end <= len(base):
+            raise LocalizeError(f"frame range {start}:{end} is not inside {base.path} ({len(base)} frames)")
+        super().__init__(base.path, f"{base.name}_{start}-{end}")
+        self.base, self.start, self.end = base, start, end
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def _decode(self, i: int) -> np.ndarray:
+        return self.base.read(self.start + i)
+
+
+def as_source(video: str | Path | FrameSource) -> FrameSource:
+    """A FrameSource from a path (video file or frame folder) or as given; checks frame 0 decodes."""
+    src = video if isinstance(video, FrameSource) else open_source(video)
+    if len(src) == 0:
+        raise DataError(f"{src.path} has no frames")
+    src.read(0)
+    return src
+
+
+def source_fps(source: FrameSource, default: float = 25.0) -> float:
+    """Frames per second of a video file (OpenCV's header value), else ``default``."""
+    base = source.base if isinstance(source, FrameRange) else source
+    if isinstance(base, VideoFile):
+        cap = cv2.VideoCapture(str(base.path))
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        cap.release()
+        if fps and math.isfinite(fps) and 0 < fps < 1000:
+            return float(fps)
+    return default
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    """'START:END' to (start, end) frame indices."""
+    try:
+        a, b = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise LocalizeError(f"frame range must be START:END (e.g. 0:300), got {text!r}") from None
+    if not 0 <= a < b:
+        raise LocalizeError(f"frame range must have 0 <= START < END, got {text!r}")
+    return a, b
+
+
+def parse_threshold(text: str) -> float | str:
+    """A threshold flag: a number, or a mode name left as text (LocalizeConfig validates both)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def load_model(checkpoint: str | Path,
+               size: tuple[int, int] | None = None) -> tuple[MNAD, torch.Tensor | None, tuple[int, int]]:
+    """Our checkpoint and the (H, W) it was trained at; a different ``size`` is refused."""
+    model, items = load_checkpoint(checkpoint)
+    trained = read_checkpoint(checkpoint).get("train_config", {}).get("size")
+    trained = tuple(int(v) for v in trained) if trained else None
+    size = _size(size) if size is not None else None
+    if trained and size and size != trained:
+        raise LocalizeError(f"{checkpoint} was trained at {trained[0]}x{trained[1]} (H x W) but size "
+                            f"{size[0]}x{size[1]} was asked for; pass --size {trained[0]} {trained[1]}")
+    chosen = size or trained
+    if chosen is None:
+        raise LocalizeError(f"{checkpoint} does not record its training size; pass --size H W")
+    return model, items, chosen
+
+
+def _u8(x: torch.Tensor) -> np.ndarray:
+    """(C, H, W) tensor in [-1, 1] to (H, W, C) uint8, as the fork quantises."""
+    return np.round((x.detach().float().cpu().numpy().transpose(1, 2, 0) + 1) * 127.5).clip(0, 255).astype(np.uint8)
+
+
+def _model_space(img: np.ndarray) -> np.ndarray:
+    """uint8 image back to [-1, 1] float32."""
+    return img.astype(np.float32) / 127.5 - 1.0
+
+
+def model_map(kind: MapKind, pred: np.ndarray, target: np.ndarray, dist: np.ndarray | None, sigma: float) -> np.ndarray:
+    """Anomaly map of one kind at model resolution from uint8 pred/target and the (h, w) memory distances."""
+    if kind == "memory":
+        if dist is None:
+            raise LocalizeError("map kind 'memory' needs a model with memory")
+        amap = memory_map(dist, pred.shape[:2])
+    else:
+        fn = error_map if kind == "error" else ssim_map
+        amap = fn(_model_space(pred), _model_space(target))
+    return ndimage.gaussian_filter(amap, sigma) if sigma > 0 else amap
+
+
+@dataclass
+class NormalReference:
+    """PSNR, feature distances and model-resolution maps of normal frames, for calibration."""
+
+    psnr: np.ndarray  # (N,) PSNR of each normal frame
+    dist: np.ndarray  # (N,) feature distance of each normal frame
+    preds: list[np.ndarray]  # (h, w, C) uint8 predictions
+    targets: list[np.ndarray]  # (h, w, C) uint8 targets
+    dists: list[np.ndarray | None]  # (h/8, w/8) memory distances
+    source: str = ""  # names of the normal videos or frame ranges
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def pixel_threshold(self, kind: MapKind, percentile: float, sigma: float) -> float:
+        """Percentile of map values over the normal frames (memoised)."""
+        key = (kind, percentile, sigma)
+        if key not in self._cache:
+            maps = [model_map(kind, p, t, d, sigma) for p, t, d in zip(self.preds, self.targets, self.dists)]
+            self._cache[key] = calibrate_threshold(maps, percentile)
+        return self._cache[key]
+
+    def regularity(self, alpha: float) -> np.ndarray:
+        """Streaming regularity of the normal frames themselves."""
+        return normalizer(self, alpha).score(self.psnr, self.dist)
+
+
+def normalizer(normal: NormalReference, alpha: float) -> StreamingNormalizer:
+    """A StreamingNormalizer fitted on the normal frames."""
+    return StreamingNormalizer(alpha).fit(normal.psnr, normal.dist)
+
+
+def _run(model: MNAD, items: torch.Tensor | None, source: FrameSource, size: tuple[int, int],
+         cfg: LocalizeConfig, progress: bool, desc: str) -> dict[str, list]:
+    """Score every frame of one source; keep statistics and model-resolution arrays."""
+    if len(source) < model.cfg.t_length:
+        raise LocalizeError(f"{source.path} has {len(source)} frames but the model needs at least "
+                            f"t_length={model.cfg.t_length}")
+    model = model.to(resolve_device(cfg.device))
+    ecfg = EvalConfig(alpha=cfg.alpha, th=cfg.th, size=size, test_time_update=cfg.test_time_update)
+    out: dict[str, list] = {k: [] for k in ("frames", "psnr", "dist", "preds", "targets", "dists")}
+    steps = iter_frames(model, items, [source], ecfg)
+    n = len(source) - model.cfg.t_length + 1
+    for step in tqdm(steps, total=n, desc=desc, disable=not progress, leave=False):
+        out["frames"].append(step.frame)
+        out["psnr"].append(step.psnr)
+        out["dist"].append(step.feature_distance)
+        out["preds"].append(_u8(step.output))
+        out["targets"].append(_u8(step.target))
+        mem = step.memory
+        out["dists"].append(None if mem is None else nearest_distance(step.fea[None], mem)[0].cpu().numpy())
+    return out
+
+
+def fit_normal(model: MNAD, items: torch.Tensor | None, videos: FrameSource | list[FrameSource],
+               cfg: LocalizeConfig, size: tuple[int, int] | None = None, progress: bool = False) -> NormalReference:
+    """Score normal videos (training split or a normal stretch) into a NormalReference."""
+    videos = [videos] if isinstance(videos, FrameSource) else list(videos)
+    if not videos:
+        raise LocalizeError("fit_normal needs at least one normal video")
+    size = size or cfg.size
+    if size is None:
+        raise LocalizeError("fit_normal needs the model input size (cfg.size or size=)")
+    parts = [_run(model, items, v, size, cfg, progress, "normal frames") for v in videos]
+    cat = {k: [x for p in parts for x in p[k]] for k in parts[0]}
+    return NormalReference(np.asarray(cat["psnr"]), np.asarray(cat["dist"]), cat["preds"], cat["targets"], cat["dists"],
+                           ", ".join(v.name for v in videos))
+
+
+def leading_frames(source: FrameSource, t_length: int, fraction: float = 0.25) -> FrameRange:
+    """The first ``fraction`` of a video (at least t_length + 1 frames), to calibrate on when nothing else is normal."""
+    return FrameRange(source, 0, min(len(source), max(t_length + 1, round(fraction * len(source)))))
+
+
+@dataclass
+class LocalizeResult:
+    """Per-frame regularity, decisions and regions of one video, plus what is needed to redo them."""
+
+    source: str  # path of the video or frame folder
+    frame_size: tuple[int, int]  # (H, W) of the original frames
+    fps: float
+    cfg: LocalizeConfig
+    size: tuple[int, int]  # model input (H, W)
+    frames: np.ndarray  # (N,) indices of the scored frames in the video
+    psnr: np.ndarray  # (N,)
+    dist: np.ndarray  # (N,) feature distance
+    preds: list[np.ndarray]  # (h, w, C) uint8 model-resolution predictions
+    targets: list[np.ndarray]  # (h, w, C) uint8 model-resolution inputs
+    dists: list[np.ndarray | None]  # (h/8, w/8) memory distances
+    normal: NormalReference | None = None
+    regularity: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (N,) higher = more normal
+    frame_threshold: float = 0.0  # regularity below this is anomalous
+    flags: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # (N,) anomalous frames
+    pixel_thresholds: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (N,) map threshold per frame
+    boxes: list[list[dict]] = field(default_factory=list)  # per frame: regions_to_records rows
+
+    def index(self, frame: int) -> int:
+        """Position of a video frame index among the scored frames."""
+        pos = int(np.searchsorted(self.frames, frame))
+        if pos >= len(self.frames) or self.frames[pos] != frame:
+            raise LocalizeError(f"frame {frame} was not scored (scored: {self.frames[0]}..{self.frames[-1]})")
+        return pos
+
+    def map(self, k: int, kind: MapKind | None = None) -> np.ndarray:
+        """Anomaly map of scored frame k at the original frame resolution."""
+        amap = model_map(kind or self.cfg.map_kind, self.preds[k], self.targets[k], self.dists[k], self.cfg.smooth_sigma)
+        return to_frame_size(amap, self.frame_size)
+
+    def regions(self, k: int) -> list[Region]:
+        """Regions (with masks) of scored frame k under the result's configuration."""
+        return _regions(self, k, float(self.pixel_thresholds[k]))
+
+    def records(self) -> list[dict]:
+        """One row per region over all frames, with the frame's regularity and decision."""
+        return [{**r, "regularity": float(self.regularity[k]), "anomalous": bool(self.flags[k])}
+                for k, rows in enumerate(self.boxes) for r in rows]
+
+    def segments(self, min_length: int = 1) -> list[dict]:
+        """Anomalous runs: start/end frame (inclusive), seconds, peak (lowest) regularity and its frame."""
+        runs = segments(self.flags, self.regularity, min_length, peak="min")
+        for s in runs:
+            k = s["start"] + int(np.argmin(self.regularity[s["start"] : s["end"] + 1]))
+            s.update(start=int(self.frames[s["start"]]), end=int(self.frames[s["end"]]), peak_frame=int(self.frames[k]),
+                     start_s=round(float(self.frames[s["start"]]) / self.fps, 3),
+                     end_s=round(float(self.frames[s["end"]]) / self.fps, 3))
+        return runs
+
+
+def _min_area(cfg: LocalizeConfig, frame_size: tuple[int, int]) -> int:
+    """cfg.min_area, or 0.1% of the frame's pixels."""
+    return cfg.min_area if cfg.min_area is not None else max(1, round(1e-3 * frame_size[0] * frame_size[1]))
+
+
+def _regions(res: LocalizeResult, k: int, thr: float) -> list[Region]:
+    """Connected regions of frame k above thr (the fork's mask when threshold is 'fork')."""
+    cfg, amap = res.cfg, res.map(k)
+    if cfg.threshold == "fork":
+        mask = fork_threshold_mask(_model_space(res.preds[k]), _model_space(res.targets[k])).astype(np.uint8)
+        mask = cv2.resize(mask, res.frame_size[::-1], interpolation=cv2.INTER_NEAREST) > 0
+        amap, thr = np.where(mask, np.maximum(amap, 1e-6), 0.0), 0.0
+    return find_regions(amap, thr, _min_area(cfg, res.frame_size), cfg.open_close, cfg.largest_only)
+
+
+def _pixel_threshold(res: LocalizeResult, k: int) -> float:
+    """The map threshold of frame k under the result's configuration."""
+    cfg = res.cfg
+    if cfg.threshold == "fork":
+        return FORK_THRESHOLD
+    if cfg.threshold == "otsu":
+        amap = model_map(cfg.map_kind, res.preds[k], res.targets[k], res.dists[k], cfg.smooth_sigma)
+        return otsu_threshold(amap) if np.ptp(amap) > 0 else float(amap.max())
+    if cfg.threshold != "calibrated":
+        return float(cfg.threshold)  # a number, range-checked by LocalizeConfig
+    if res.normal is None:
+        raise LocalizeError("threshold 'calibrated' needs normal frames (--normal or --normal-frames, "
+                            "or normal=fit_normal(...)); or use 'otsu' or a number")
+    return res.normal.pixel_threshold(cfg.map_kind, cfg.percentile, cfg.smooth_sigma)
+
+
+def rescore(res: LocalizeResult, alpha: float) -> tuple[np.ndarray, float]:
+    """Regularity per frame and the frame threshold under ``alpha`` (streaming or per-video)."""
+    cfg = res.cfg
+    if cfg.streaming and res.normal is not None:
+        reg = normalizer(res.normal, alpha).score(res.psnr, res.dist)
+        thr = np.percentile(res.normal.regularity(alpha), cfg.frame_percentile)
+    else:
+        if cfg.streaming:
+            raise LocalizeError("streaming scores need normal frames (--normal / --normal-frames); "
+                                "pass streaming=False (--offline) to normalise over the whole video")
+        reg = scoring.regularity(res.psnr, res.dist, alpha)
+        thr = threshold_otsu(reg) if np.ptp(reg) > 0 else 0.0
+    thr = cfg.frame_threshold if cfg.frame_threshold is not None else float(thr)
+    return reg, thr
+
+
+def relocalize(res: LocalizeResult, cfg: LocalizeConfig | None = None, **changes: Any) -> LocalizeResult:
+    """Redo regularity, decisions, thresholds and regions under another configuration, without the model."""
+    cfg = dataclasses.replace(cfg or res.cfg, **changes)
+    if cfg.size is not None and cfg.size != res.size:
+        raise LocalizeError(f"this result was computed at size {res.size}; run localize again for {cfg.size}")
+    new = dataclasses.replace(res, cfg=dataclasses.replace(cfg, size=res.size))
+    new.regularity, new.frame_threshold = rescore(new, cfg.alpha)
+    new.flags = new.regularity < new.frame_threshold
+    new.pixel_thresholds = np.array([_pixel_threshold(new, k) for k in range(len(new.frames))])
+    new.boxes = [regions_to_records(int(f), _regions(new, k, float(new.pixel_thresholds[k])))
+                 for k, f in enumerate(new.frames)]
+    return new
+
+
+def localize(source: str | Path | FrameSource, model: MNAD, items: torch.Tensor | None, cfg: LocalizeConfig,
+             normal: NormalReference | FrameSource | list[FrameSource] | None = None,
+             progress: bool = True) -> LocalizeResult:
+    """Score and localize every frame of a video; ``normal`` calibrates thresholds and streaming scores."""
+    if cfg.size is None:
+        raise LocalizeError("cfg.size is None: set the model input size (load_model returns the checkpoint's)")
+    src = as_source(source)
+    if cfg.map_kind == "memory" and items is None:
+        raise LocalizeError("map kind 'memory' needs a model with memory")
+    if normal is not None and not isinstance(normal, NormalReference):
+        normal = fit_normal(model, items, normal, cfg, progress=progress)
+    run = _run(model, items, src, cfg.size, cfg, progress, "localize")
+    res = LocalizeResult(str(src.path), src.frame_size, source_fps(src), cfg, cfg.size, np.asarray(run["frames"]),
+                         np.asarray(run["psnr"]), np.asarray(run["dist"]), run["preds"], run["targets"],
+                         run["dists"], normal)
+    return relocalize(res)
+
+
+def fit_on_frames(source: str | Path | FrameSource, start: int, end: int, out_dir: str | Path,
+                  epochs: int | None = None, size: tuple[int, int] | None = None, preset_name: str = "cpu",
+                  holdout: float = 0.2, seed: int = 0, progress: bool = True) -> tuple[Path, FrameSource]:
+    """Train on frames [start, end) of a video (minus a held-out tail); return the checkpoint and the tail.
+
+    The frames are written at the model size to ``out_dir/fit_frames/fit`` and trained on with
+    ``mnadlib.train`` (``preset_name`` settings, ``cpu`` by default); the last ``holdout`` of the
+    stretch is left out of training and returned to calibrate thresholds on unseen normal frames.
+    """
+    src = as_source(source)
+    if end > len(src):
+        raise LocalizeError(f"--fit-frames {start}:{end} goes past the end of {src.path} ({len(src)} frames)")
+    if not 0 <= holdout < 1:
+        raise LocalizeError(f"holdout must be in [0, 1), got {holdout}")
+    p = preset(preset_name)
+    p.train.size = _size(size) if size is not None else p.train.size
+    p.train.epochs = epochs or p.train.epochs
+    p.train.seed = seed
+    cut = end - int(round(holdout * (end - start)))
+    if cut - start < p.model.t_length + p.train.batch_size or end - cut < (p.model.t_length if holdout else 0):
+        raise LocalizeError(f"--fit-frames {start}:{end} is too short to train (and calibrate) on; "
+                            f"give at least {2 * (p.model.t_length + p.train.batch_size)} frames")
+    folder = Path(out_dir) / "fit_frames" / "fit"
+    shutil.rmtree(folder, ignore_errors=True)  # frames of an earlier, different stretch must not mix in
+    folder.mkdir(parents=True)
+    h, w = p.train.size
+    for i in tqdm(range(start, cut), desc="write fit frames", disable=not progress, leave=False):
+        cv2.imwrite(str(folder / f"{i - start:06d}.png"), cv2.resize(src.read(i), (w, h)))
+    ckpt = train(folder.parent, p.model, p.train, Path(out_dir) / "fit_run", resume=False, progress=progress)
+    return ckpt, FrameRange(src, cut, end) if holdout else FrameRange(src, start, cut)

@@ -1,0 +1,272 @@
+"""Interactive anomaly localization in Jupyter (ipywidgets): pick or upload a video, scrub, tune, export.
+
+The callbacks are plain functions that take values and return arrays, PNG bytes, results or
+messages (tests call them across the slider ranges); :class:`LocalizationApp` only wires them to
+widgets. The model runs once per video (``localize_video.localize``); map kind, threshold, minimum
+area, largest-only and ``alpha`` (MNAD Eq. 12) re-threshold the kept predictions
+(``relocalize``) without running it again. Bad input (an unreadable upload, a video shorter than
+the model's clip, a checkpoint trained at another size, a threshold out of range) becomes a
+message in the app's status line, never an exception in the kernel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import io
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from .checkpoint import CheckpointError
+from .config import ConfigError
+from .data import DataError, FrameSource, list_videos, load_masks, open_source, split_dir
+from .localize import VALID_RANGE, LocalizeError
+from .localize_output import mask_boxes, panels, regularity_figure, write_boxes, write_video
+from .localize_video import (LocalizeConfig, LocalizeResult, NormalReference, fit_normal, leading_frames, load_model,
+                             localize, relocalize)
+
+INPUT_ERRORS = (LocalizeError, DataError, CheckpointError, ConfigError, FileNotFoundError, OSError)
+THRESHOLD_CHOICES = ("calibrated", "otsu", "fork", "fixed")
+SLIDER_RANGE = {"error": (1e-4, 1.0), "ssim": (1e-3, 1.0), "memory": (1e-5, 4.0)}  # log-slider bounds per map kind
+
+
+@dataclass
+class Session:
+    """One loaded video: its source, the model's result, and ground truth when the dataset has it."""
+
+    source: FrameSource
+    base: LocalizeResult  # as computed by localize()
+    result: LocalizeResult  # under the current settings
+    masks: np.ndarray | None = None  # (T, H, W) bool ground truth
+
+
+def list_test_videos(dataset_root: str | Path) -> list[str]:
+    """Names of a dataset's test videos, naturally sorted."""
+    return [v.name for v in list_videos(split_dir(dataset_root, "testing"))]
+
+
+def open_session(video: str | Path | FrameSource, model: torch.nn.Module, items: torch.Tensor | None,
+                 cfg: LocalizeConfig, normal: NormalReference | None = None, masks_root: str | Path | None = None,
+                 normal_fraction: float = 0.25) -> Session:
+    """Localize a video; without ``normal``, its first ``normal_fraction`` of frames calibrate the thresholds."""
+    src = video if isinstance(video, FrameSource) else open_source(video)
+    need = model.cfg.t_length
+    if len(src) < need + 1:
+        raise LocalizeError(f"{src.path} has {len(src)} frames; the model needs at least {need + 1} "
+                            f"(t_length={need} to predict one frame)")
+    if normal is None:
+        normal = fit_normal(model, items, leading_frames(src, need, normal_fraction), cfg)
+    res = localize(src, model, items, cfg, normal=normal, progress=False)
+    masks = load_masks(masks_root, src) if masks_root is not None else None
+    return Session(src, res, res, masks)
+
+
+def save_upload(name: str, content: bytes | memoryview, folder: str | Path) -> Path:
+    """Write an uploaded file under folder (name reduced to its base name) and return its path."""
+    safe = Path(str(name)).name or "upload.mp4"
+    data = bytes(content)
+    if not data:
+        raise DataError(f"the uploaded file {safe!r} is empty")
+    path = Path(folder) / safe
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def settings(session: Session, map_kind: str = "ssim", threshold: str = "calibrated", value: float = 0.1,
+             min_area: int | None = None, alpha: float = 0.6, largest_only: bool = False) -> LocalizeResult:
+    """Re-threshold the session's result: threshold is a mode, or 'fixed' to use ``value``."""
+    if threshold == "fixed":
+        lo, hi = VALID_RANGE[map_kind] if map_kind in VALID_RANGE else (0.0, 0.0)
+        if not lo <= value <= hi:
+            raise LocalizeError(f"threshold {value} is outside the {map_kind} map's range [{lo}, {hi}]")
+    thr: float | str = float(value) if threshold == "fixed" else threshold
+    if thr == "fork":
+        map_kind = "ssim"
+    cfg = dataclasses.replace(session.base.cfg, map_kind=map_kind, threshold=thr, min_area=min_area,
+                              alpha=float(alpha), largest_only=bool(largest_only))
+    session.result = relocalize(session.base, cfg)
+    return session.result
+
+
+def frame_view(session: Session, frame: int, height: int = 240) -> dict[str, np.ndarray]:
+    """RGB panels of one video frame: 'frame' (boxes; GT green), 'prediction', 'heat'."""
+    res = session.result
+    frame = int(np.clip(frame, res.frames[0], res.frames[-1]))
+    k = res.index(frame)
+    gt = None if session.masks is None else mask_boxes(session.masks[frame])
+    row = panels(res, k, session.source.read(frame), gt, height)
+    w = row.shape[1] // 3
+    return {name: np.ascontiguousarray(row[:, i * w:(i + 1) * w, ::-1]) for i, name in
+            enumerate(("frame", "prediction", "heat"))}
+
+
+def gt_flags(session: Session) -> np.ndarray | None:
+    """Per video frame: True where the ground-truth mask has an anomalous pixel."""
+    return None if session.masks is None else session.masks.reshape(len(session.masks), -1).any(axis=1)
+
+
+def curve_png(session: Session, frame: int | None = None, dpi: int = 90) -> bytes:
+    """PNG of the regularity curve with the current frame marked and the ground truth shaded."""
+    import matplotlib.pyplot as plt
+
+    fig = regularity_figure(session.result, frame, gt_flags(session))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def to_png(rgb: np.ndarray) -> bytes:
+    """PNG bytes of an RGB uint8 image."""
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
+    if not ok:
+        raise LocalizeError("could not encode the image as PNG")
+    return buf.tobytes()
+
+
+def export(session: Session, out_dir: str | Path, what: str, every: int = 1) -> Path:
+    """Write 'mp4' or 'gif' (annotated panels), 'csv' or 'json' (boxes with scores); return the path."""
+    out, stem = Path(out_dir), Path(session.result.source).stem or "video"
+    out.mkdir(parents=True, exist_ok=True)
+    if what in ("mp4", "gif"):
+        return write_video(session.result, session.source, out / f"{stem}_annotated.{what}", session.masks,
+                           height=240, every=every)
+    if what in ("csv", "json"):
+        path = out / f"{stem}_boxes.{what}"
+        write_boxes(session.result, path if what == "json" else None, path if what == "csv" else None)
+        return path
+    raise LocalizeError(f"export kind must be mp4, gif, csv or json, got {what!r}")
+
+
+def message(exc: BaseException | str, ok: bool = False) -> str:
+    """HTML for the status line: an error in red, or a note."""
+    text = html.escape(str(exc) if ok or isinstance(exc, str) else f"{type(exc).__name__}: {exc}")
+    return f"<span style='color:{'#1a7f37' if ok else '#c62828'}'>{text}</span>"
+
+
+class LocalizationApp:
+    """The ipywidgets app; ``app.widget`` is the box to display. Exports and uploads go to ``out_dir``."""
+
+    def __init__(self, checkpoint: str | Path, dataset_root: str | Path | None = None, out_dir: str | Path | None = None,
+                 cfg: LocalizeConfig | None = None, size: tuple[int, int] | None = None) -> None:
+        import ipywidgets as w
+
+        self.out_dir = Path(out_dir) if out_dir else Path(tempfile.gettempdir()) / "mnadlib" / "localization"
+        self.root, self._busy = dataset_root, False
+        self.cfg, self.session, self.model, self.items, self.normal = cfg or LocalizeConfig(), None, None, None, None
+        names = list_test_videos(dataset_root) if dataset_root else []
+        self.video = w.Dropdown(options=names, description="test video")
+        self.upload = w.FileUpload(accept="video/*,.avi,.mp4,.mov,.mkv", multiple=False, description="upload")
+        self.frame = w.IntSlider(0, 0, 1, description="frame", continuous_update=True)
+        self.play = w.Play(interval=120, min=0, max=1)
+        w.jslink((self.play, "value"), (self.frame, "value"))
+        self.kind = w.ToggleButtons(options=["ssim", "error", "memory"], value=self.cfg.map_kind, description="map",
+                                    style={"button_width": "80px"})
+        self.mode = w.Dropdown(options=THRESHOLD_CHOICES, value="calibrated", description="threshold")
+        self.value = w.FloatLogSlider(0.1, base=10, min=-3, max=0, step=0.05, description="value", disabled=True,
+                                      continuous_update=False)
+        self.area = w.IntSlider(0, 0, 2000, step=10, description="min area", continuous_update=False)
+        self.alpha = w.FloatSlider(self.cfg.alpha, min=0, max=1, step=0.05, description="alpha", continuous_update=False)
+        self.largest = w.Checkbox(False, description="largest region only (the fork)")
+        self.images = {k: w.Image(format="png", layout=w.Layout(width="32%")) for k in ("frame", "prediction", "heat")}
+        self.curve = w.Image(format="png", layout=w.Layout(width="96%"))
+        self.status = w.HTML()
+        buttons = [w.Button(description=f"export {k.upper()}") for k in ("mp4", "gif", "csv", "json")]
+        for b, k in zip(buttons, ("mp4", "gif", "csv", "json")):
+            b.on_click(lambda _, k=k: self._guard(self._export, k))
+        self.video.observe(lambda c: self._guard(self._load_video, c["new"]), "value")
+        self.upload.observe(lambda c: self._guard(self._load_upload, c["new"]), "value")
+        self.frame.observe(lambda c: self._guard(self._draw), "value")
+        for ctl in (self.kind, self.mode, self.value, self.area, self.alpha, self.largest):
+            ctl.observe(lambda c: self._guard(self._apply), "value")
+        titles = [w.HTML(f"<b>{t}</b>", layout=w.Layout(width="32%")) for t in
+                  ("frame, boxes (ground truth green)", "prediction", "heat map")]
+        self.widget = w.VBox([
+            w.HBox([self.video, self.upload]), w.HBox([self.play, self.frame]),
+            w.HBox([self.kind, self.mode, self.value]), w.HBox([self.area, self.alpha, self.largest]),
+            w.HBox(titles), w.HBox(list(self.images.values())), self.curve, w.HBox(buttons), self.status])
+        self._guard(self._load_model, checkpoint, size)
+        if self.model is not None and names:
+            self._guard(self._load_video, names[0])
+
+    def _guard(self, fn: Any, *args: Any) -> None:
+        """Run a callback (not while the app updates its own controls); bad input becomes a red message."""
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            fn(*args)
+        except INPUT_ERRORS as exc:
+            self.status.value = message(exc)
+        finally:
+            self._busy = False
+
+    def _load_model(self, checkpoint: str | Path, size: tuple[int, int] | None) -> None:
+        """Load the checkpoint (refusing another size) and calibrate on the dataset's training split."""
+        self.model, self.items, s = load_model(checkpoint, size)
+        self.cfg = dataclasses.replace(self.cfg, size=s)
+        if self.root:
+            self.normal = fit_normal(self.model, self.items, list_videos(split_dir(self.root, "training")), self.cfg)
+
+    def _start(self, session: Session, note: str) -> None:
+        """Show a new session from its first scored frame."""
+        self.session = session
+        lo, hi = int(session.base.frames[0]), int(session.base.frames[-1])
+        for ctl in (self.frame, self.play):
+            ctl.min, ctl.max = 0, max(hi, 1)
+            ctl.value, ctl.min = lo, lo
+        h, w = session.base.frame_size
+        self.area.max, self.area.value = max(10, h * w // 50), round(1e-3 * h * w)
+        self._apply()
+        self.status.value = message(note, ok=True)
+
+    def _load_video(self, name: str) -> None:
+        """Localize a test video of the dataset."""
+        if self.model is None or not name:
+            return
+        src = next(v for v in list_videos(split_dir(self.root, "testing")) if v.name == name)
+        self._start(open_session(src, self.model, self.items, self.cfg, self.normal, self.root), f"loaded {name}")
+
+    def _load_upload(self, value: Any) -> None:
+        """Localize an uploaded video, calibrated on its own first quarter."""
+        if self.model is None or not value:
+            return
+        item = value[0] if isinstance(value, (list, tuple)) else next(iter(value.values()))
+        path = save_upload(item["name"], item["content"], self.out_dir / "uploads")
+        self._start(open_session(path, self.model, self.items, self.cfg), f"loaded upload {path.name}")
+
+    def _apply(self) -> None:
+        """Settings changed: re-threshold and redraw."""
+        if self.session is None:
+            return
+        if self.mode.value == "fork":
+            self.kind.value = "ssim"
+        lo, hi = SLIDER_RANGE[self.kind.value]
+        self.value.min, self.value.max = np.log10(lo), np.log10(hi)
+        self.value.disabled = self.mode.value != "fixed"
+        settings(self.session, self.kind.value, self.mode.value, self.value.value, self.area.value,
+                 self.alpha.value, self.largest.value)
+        self.status.value = ""
+        self._draw()
+
+    def _draw(self) -> None:
+        """Render the panels and the curve at the slider's frame."""
+        if self.session is None:
+            return
+        view = frame_view(self.session, self.frame.value)
+        for k, img in view.items():
+            self.images[k].value = to_png(img)
+        self.curve.value = curve_png(self.session, self.frame.value)
+
+    def _export(self, what: str) -> None:
+        """Export the current result and say where it went."""
+        if self.session is None:
+            raise LocalizeError("load a video first")
+        self.status.value = message(f"wrote {export(self.session, self.out_dir, what)}", ok=True)

@@ -1,0 +1,268 @@
+"""Whole-video localization: results, re-thresholding, output files, the CLI, bad input, real footage.
+
+Tiny models (width 0.0625, 32x32) on a tiny synthped; the real-footage test runs the CLI with
+``--fit-frames`` on a few seconds of OpenCV's ``vtest.avi`` (Debian package opencv-doc; set
+MNADLIB_VTEST to another copy) and on a generated video when that file is absent.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from mnadlib import synth
+from mnadlib.checkpoint import save_checkpoint
+from mnadlib.cli import main
+from mnadlib.config import ModelConfig
+from mnadlib.data import FrameSource, frames_to_video, list_videos, load_masks, open_source, split_dir
+from mnadlib.localize import LocalizeError
+from mnadlib.localize_eval import FORK, OURS, format_table, localization_metrics
+from mnadlib.localize_output import check_masks, write_outputs
+from mnadlib.localize_video import (FrameRange, LocalizeConfig, fit_normal, load_model, localize, parse_range,
+                                    relocalize)
+from mnadlib.memory import init_items
+from mnadlib.model import MNAD
+from mnadlib.scoring import regularity
+
+VTEST = Path(os.environ.get("MNADLIB_VTEST", "/usr/share/doc/opencv-doc/examples/data/vtest.avi"))
+SIZE = (32, 32)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread_module():
+    """Tiny models run fastest (and steadiest on a shared machine) on one thread, module fixtures included."""
+    torch.set_num_threads(1)
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(_one_thread_module):
+    """Override the two threads conftest sets for every test (they are for the parity pack)."""
+    torch.set_num_threads(1)
+    yield
+
+
+def tiny_checkpoint(path: Path, size: tuple[int, int] = SIZE) -> Path:
+    """An untrained width-0.0625 prediction model saved as a checkpoint trained at ``size``."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(width=0.0625)
+    items = init_items(cfg.msize, cfg.fdim, torch.Generator().manual_seed(0))
+    return save_checkpoint(path, MNAD(cfg).eval(), items, train_config={"size": list(size)})
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthped: 2 training and 2 test videos of 48x64 frames."""
+    preset = synth.SynthPreset(size=(48, 64), train_lengths=(14, 14), test_lengths=(16, 18), normal_test_videos=0,
+                               max_events=1, crowd=(1, 2))
+    return synth.generate(tmp_path_factory.mktemp("data"), preset=preset, seed=0)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt")
+
+
+@pytest.fixture(scope="module")
+def setup(data: Path, ckpt: Path):
+    """Model, normal reference, a test video and its localization."""
+    model, items, size = load_model(ckpt)
+    cfg = LocalizeConfig(size=size)
+    normal = fit_normal(model, items, list_videos(split_dir(data, "training")), cfg)
+    video = list_videos(split_dir(data, "testing"))[1]
+    return model, items, normal, video, localize(video, model, items, cfg, normal=normal, progress=False)
+
+
+def test_result_covers_every_scored_frame_at_frame_resolution(setup):
+    model, _, _, video, res = setup
+    n = len(video) - model.cfg.t_length + 1
+    assert list(res.frames) == list(range(model.cfg.t_length - 1, len(video)))
+    assert res.regularity.shape == res.flags.shape == res.pixel_thresholds.shape == (n,)
+    for kind in ("ssim", "error", "memory"):
+        assert res.map(0, kind).shape == video.frame_size == (48, 64)
+    h, w = video.frame_size
+    for k, rows in enumerate(res.boxes):
+        assert all(0 <= r["x0"] < r["x1"] <= w and 0 <= r["y0"] < r["y1"] <= h and r["frame"] == res.frames[k]
+                   for r in rows)
+        assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+
+
+@pytest.mark.parametrize("kind", ["ssim", "error", "memory"])
+@pytest.mark.parametrize("threshold", ["calibrated", "otsu", 0.05])
+def test_relocalize_over_kinds_and_thresholds(setup, kind, threshold):
+    res = relocalize(setup[4], map_kind=kind, threshold=threshold, min_area=0, open_close=0)
+    for k in range(len(res.frames)):
+        amap = res.map(k)
+        for r in res.regions(k):
+            assert r.area >= 1 and (amap[r.mask] > res.pixel_thresholds[k]).all()
+    assert sum(map(len, res.boxes)) >= sum(map(len, relocalize(res, min_area=40).boxes))
+
+
+def test_otsu_and_fixed_thresholds_report_regions(setup):
+    assert sum(map(len, relocalize(setup[4], threshold="otsu", min_area=0).boxes)) > 0
+    assert sum(map(len, relocalize(setup[4], map_kind="error", threshold=0.0, min_area=0).boxes)) > 0
+
+
+def test_fork_mode_keeps_only_the_largest_region_above_230(setup):
+    fork = relocalize(setup[4], FORK)
+    every = relocalize(fork, largest_only=False)
+    assert all(len(b) <= 1 for b in fork.boxes)
+    for a, b in zip(fork.boxes, every.boxes):
+        if a:
+            assert a[0]["area"] == max(r["area"] for r in b)
+
+
+def test_min_area_is_in_original_frame_pixels(setup):
+    res = relocalize(setup[4], threshold="otsu", min_area=25)
+    assert all(r["area"] >= 25 for rows in res.boxes for r in rows)
+
+
+def test_streaming_needs_normal_frames_and_offline_does_not(setup):
+    model, items, _, video, res = setup
+    with pytest.raises(LocalizeError, match="normal frames"):
+        localize(video, model, items, LocalizeConfig(size=SIZE, threshold="otsu"), progress=False)
+    off = localize(video, model, items, LocalizeConfig(size=SIZE, threshold="otsu", streaming=False), progress=False)
+    assert np.allclose(off.regularity, regularity(off.psnr, off.dist, 0.6))
+    stream = relocalize(res, alpha=1.0)
+    assert stream.flags.tolist() == (stream.regularity < stream.frame_threshold).tolist()
+
+
+@pytest.mark.parametrize("bad", [dict(map_kind="depth"), dict(threshold="median"), dict(threshold=1.5),
+                                 dict(map_kind="error", threshold=-0.1), dict(threshold="fork", map_kind="error"),
+                                 dict(alpha=2.0), dict(percentile=101), dict(min_area=-1), dict(size=(30, 30))])
+def test_bad_config_is_refused(bad):
+    with pytest.raises(LocalizeError):
+        LocalizeConfig(**bad)
+
+
+def test_write_outputs(setup, data, tmp_path):
+    _, _, _, video, res = setup
+    masks = load_masks(data, video)
+    paths = write_outputs(res, video, tmp_path, masks=masks, gif_every=3)
+    cap = cv2.VideoCapture(str(paths["video"]))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == len(res.frames)
+    ok, img = cap.read()
+    assert ok and img.shape[1] >= 3 * video.frame_size[1] - 2
+    saved = json.loads(paths["json"].read_text())["frames"]
+    assert [f["frame"] for f in saved] == res.frames.tolist()
+    with paths["csv"].open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == sum(len(f["boxes"]) for f in saved)
+    summary = json.loads(paths["segments"].read_text())
+    assert summary["anomalous_frames"] == int(res.flags.sum())
+    for s in summary["segments"]:
+        assert res.flags[res.index(s["start"])] and s["start"] <= s["peak_frame"] <= s["end"]
+    assert paths["plot"].stat().st_size > 0 and paths["gif"].stat().st_size > 0
+    with pytest.raises(LocalizeError, match="not aligned"):
+        check_masks(masks[1:], video)
+
+
+def test_localization_metrics_fork_vs_ours(data, ckpt):
+    model, items, size = load_model(ckpt)
+    table = localization_metrics(model, items, data, size, {"fork": FORK, "ours": OURS})
+    for row in table.values():
+        assert 0 <= row["pixel_auroc"] <= 1 and 0 <= row["ucsd_auc"] <= 1
+        assert 0 <= row["rbdc"] <= 1 and 0 <= row["tbdc"] <= 1
+    assert "| fork |" in format_table(table)
+
+
+def test_frame_range_and_parse_range(setup):
+    video = setup[3]
+    part = FrameRange(video, 2, 9)
+    assert len(part) == 7 and np.array_equal(part.read(0), video.read(2))
+    assert parse_range("0:30") == (0, 30)
+    for bad in ("30", "5:2", "a:b"):
+        with pytest.raises(LocalizeError):
+            parse_range(bad)
+    with pytest.raises(LocalizeError):
+        FrameRange(video, 0, len(video) + 1)
+
+
+def _cli(*args: str) -> int:
+    return main(["localize", *args, "--quiet"])
+
+
+def test_cli_writes_everything(data, ckpt, tmp_path, capsys):
+    test = split_dir(data, "testing")
+    rc = _cli("--video", str(test / "02"), "--checkpoint", str(ckpt), "--normal", str(split_dir(data, "training")),
+              "--masks", str(data), "--out", str(tmp_path), "--map", "error", "--threshold", "otsu", "--min-area", "4")
+    assert rc == 0, capsys.readouterr().err
+    assert {p.name for p in tmp_path.iterdir()} >= {"annotated.mp4", "regularity.png", "boxes.json", "boxes.csv",
+                                                    "segments.json"}
+    assert json.loads((tmp_path / "segments.json").read_text())["config"]["map_kind"] == "error"
+
+
+def test_cli_stable_entry_point_calibrates_on_the_first_quarter(data, ckpt, tmp_path, capsys):
+    video = split_dir(data, "testing") / "02"
+    assert _cli("--video", str(video), "--checkpoint", str(ckpt), "--out", str(tmp_path)) == 0
+    assert "calibrated on frames 0:6" in capsys.readouterr().err
+    summary = json.loads((tmp_path / "segments.json").read_text())
+    assert summary["normal_frames"] == "02_0-6" and summary["calibrated_pixel_threshold"] is not None
+
+
+def test_cli_bad_input_exits_2_with_one_line(data, ckpt, tmp_path, capsys):
+    test = split_dir(data, "testing")
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"not a video" * 50)
+    empty = tmp_path / "empty.avi"
+    empty.touch()
+    short = tmp_path / "short"
+    short.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(short / f"{i}.png"), np.zeros((40, 40, 3), np.uint8))
+    wrong_masks = tmp_path / "masks.npy"
+    np.save(wrong_masks, np.zeros((5, 48, 64), bool))
+    common = ["--checkpoint", str(ckpt), "--out", str(tmp_path / "o")]
+    cases = {
+        "cannot open": ["--video", str(garbage), *common],
+        "empty": ["--video", str(empty), *common],
+        "t_length": ["--video", str(short), *common],
+        "--size 32 32": ["--video", str(test / "01"), *common, "--size", "64", "64"],
+        "masks": ["--video", str(test / "01"), *common, "--masks", str(wrong_masks)],
+        "must be in": ["--video", str(test / "01"), *common, "--map", "ssim", "--threshold", "5"],
+        "does not exist": ["--video", str(tmp_path / "missing.mp4"), *common],
+    }
+    for needle, args in cases.items():
+        assert _cli(*args) == 2, needle
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1 and err.startswith("error:"), (needle, err)
+
+
+def _real_or_generated_clip(tmp_path: Path, data: Path) -> tuple[Path, str]:
+    """A few seconds of vtest.avi when installed, else a video made from the synthped test frames."""
+    if not VTEST.is_file() and os.environ.get("MNADLIB_REQUIRE_VTEST"):
+        pytest.fail(f"MNADLIB_REQUIRE_VTEST is set but {VTEST} is missing (apt-get install opencv-doc)")
+    if VTEST.is_file():
+        src: FrameSource = FrameRange(open_source(VTEST), 0, 48)
+        kind = "vtest"
+    else:
+        frames = [f for v in list_videos(split_dir(data, "testing")) for f in (v.read(i) for i in range(len(v)))]
+        folder = tmp_path / "frames"
+        folder.mkdir()
+        for i, f in enumerate(frames[:34]):
+            cv2.imwrite(str(folder / f"{i:04d}.png"), f)
+        src, kind = open_source(folder), "generated"
+    return frames_to_video(src, tmp_path / "clip.avi", fps=10), kind
+
+
+def test_cli_fit_frames_on_real_footage(data, tmp_path, capsys):
+    clip, kind = _real_or_generated_clip(tmp_path, data)
+    out = tmp_path / "out"
+    n = len(open_source(clip))
+    rc = _cli("--video", str(clip), "--fit-frames", f"0:{n - 6}", "--fit-epochs", "1", "--size", "32", "32",
+              "--out", str(out), "--gif-every", "4")
+    assert rc == 0, (kind, capsys.readouterr().err)
+    boxes = json.loads((out / "boxes.json").read_text())["frames"]
+    assert len(boxes) == n - 4, kind
+    assert (out / "fit" / "fit_run" / "model.pt").is_file()
+    cap = cv2.VideoCapture(str(out / "annotated.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == n - 4
+    assert _cli("--video", str(clip), "--fit-frames", "0:6", "--out", str(tmp_path / "o2")) == 2
+    assert "too short" in capsys.readouterr().err
