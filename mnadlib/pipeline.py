@@ -1,0 +1,403 @@
+"""The steps the notebooks orchestrate: parameter checks, run folders, data, models, the ablation.
+
+The reproduction notebooks (``notebooks/01..05``) keep narrative, parameters and plots; the logic
+they share lives here so it is tested once. The ablation follows the paper's Sec. 4.3 (memory,
+test-time update, prediction vs reconstruction) and adds the two extensions of
+:mod:`mnadlib.evaluate` (patch-level error, normalisation with statistics of normal frames).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import synth
+from .checkpoint import load_checkpoint, load_original, read_checkpoint
+from .config import EvalConfig, validate_size
+from .data import KNOWN_DATASETS, DataError, FrameSource, list_videos, load_labels, load_masks, split_dir
+from .evaluate import EvalResult, FrameStep, NormalStats, evaluate, iter_frames, rescore
+from .memory import flatten_queries
+from .model import MNAD
+
+# The paper's Table 1 (frame-level AUC, %), MNAD with memory.
+PAPER_TABLE1 = {"pred": {"ped2": 97.0, "avenue": 88.5, "shanghai": 70.5},
+                "recon": {"ped2": 90.2, "avenue": 82.8, "shanghai": 69.8}}
+VARIANTS = {"pred_mem": ("pred", True), "pred_nomem": ("pred", False), "recon_mem": ("recon", True)}
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "mnad_pred_synthped_cpu.pt"
+
+
+def default_out_dir() -> Path:
+    """Where notebooks write when ``out_dir`` is empty: one shared folder under the system temp dir."""
+    return Path(tempfile.gettempdir()) / "mnadlib" / "default"
+
+
+def check_params(ns: dict[str, Any], paths: Sequence[str] = (), existing: Sequence[str] = ()) -> dict[str, Any]:
+    """Validate a notebook's parameters in its namespace (``globals()``) right after the parameters cell.
+
+    The parameters cell's annotations (``epochs: int = 2``) are the specification. Unknown names
+    in papermill's injected cell (it injects those too, with a mere warning), values of the wrong
+    type, relative paths among ``paths`` and
+    ``existing``, and missing files among ``existing`` raise one ValueError that lists them all.
+    Ints given for float parameters are converted in ``ns``. Returns the parameters as a dict.
+    """
+    spec = ns.get("__annotations__") or {}
+    if not spec:
+        raise ValueError("no parameters found: call check_params(globals()) after the cell tagged 'parameters'")
+    errors = [f"unknown parameter {k!r}" for k in sorted(_injected(ns.get("In") or [])) if k not in spec]
+    for name, typ in spec.items():
+        value = ns.get(name)
+        if typ is float and isinstance(value, int) and not isinstance(value, bool):
+            ns[name] = value = float(value)
+        if not isinstance(value, typ) or (typ in (int, float) and isinstance(value, bool)):
+            errors.append(f"parameter {name!r} must be {typ.__name__}, got {type(value).__name__} {value!r}")
+    for name in (*paths, *existing):
+        value = ns.get(name)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            errors.append(f"parameter {name!r} must be an absolute path (papermill and nbval run notebooks in "
+                          f"different working directories), got {value!r}")
+        elif name in existing and isinstance(value, str) and value and not Path(value).expanduser().exists():
+            errors.append(f"parameter {name!r}: {value} does not exist")
+    if errors:
+        accepted = ", ".join(f"{k}: {getattr(t, '__name__', t)}" for k, t in spec.items())
+        raise ValueError("bad notebook parameters: " + "; ".join(errors) + f". This notebook takes {accepted}")
+    return {k: ns[k] for k in spec}
+
+
+def _injected(history: Sequence[str]) -> set[str]:
+    """Names assigned by the last papermill-injected cell (source starting ``# Parameters``) in IPython's ``In``."""
+    for source in reversed(history):
+        if source.lstrip().startswith("# Parameters"):
+            body = ast.parse(source).body
+            return {t.id for node in body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+    return set()
+
+
+@dataclass
+class RunFolder:
+    """The layout of a run folder shared by the notebooks."""
+
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        """Generated datasets."""
+        return self.root / "data"
+
+    @property
+    def train(self) -> Path:
+        """One sub-folder per trained variant (``pred_mem/model.pt``, ``history.json``, ...)."""
+        return self.root / "train"
+
+    @property
+    def results(self) -> Path:
+        """JSON written by the notebooks."""
+        return self.root / "results"
+
+    @property
+    def figures(self) -> Path:
+        """PNG and SVG figures."""
+        return self.root / "figures"
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        """Write ``results/<name>.json``."""
+        path = self.results / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(obj, indent=1, default=_json_default))
+        return path
+
+
+def _json_default(obj: Any) -> Any:
+    """JSON for paths and NumPy scalars."""
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def run_folder(out_dir: str) -> RunFolder:
+    """The run folder ``out_dir`` (absolute) or, when empty, :func:`default_out_dir`; created."""
+    root = Path(out_dir).expanduser() if out_dir else default_out_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    return RunFolder(root)
+
+
+@dataclass
+class Dataset:
+    """Where a dataset lives: ``ROOT/<name>`` and the authors' ``ROOT/frame_labels_<name>.npy``."""
+
+    name: str
+    path: Path
+    labels: Path | None
+
+    def videos(self, split: str) -> list[FrameSource]:
+        """The videos of ``training`` or ``testing``."""
+        return list_videos(split_dir(self.path, split))
+
+    def test_labels(self, videos: Sequence[FrameSource] | None = None) -> dict[str, np.ndarray]:
+        """Per-video frame labels of the test split; DataError when the label file is missing."""
+        if self.labels is None:
+            raise DataError(f"no frame_labels_{self.name}.npy beside {self.path}; put the authors' label file there")
+        videos = self.videos("testing") if videos is None else videos
+        return load_labels(self.labels, [(v.name, len(v)) for v in videos])
+
+
+def prepare_dataset(data_root: str | Path, name: str, synth_preset: str | None = None, seed: int = 0,
+                    generate: bool = True, labels: str | Path = "") -> Dataset:
+    """Locate ``data_root/name`` and its labels (``labels``, else ``data_root/frame_labels_<name>.npy``).
+
+    synthped is generated when missing (or, with a preset given, when it differs).
+    """
+    root = Path(data_root)
+    if name == "synthped":
+        ann = root / name / "testing" / "annotations.json"
+        meta = json.loads(ann.read_text()) if ann.is_file() else None
+        want = json.loads(json.dumps(asdict(synth.get_preset(synth_preset or "small"))))
+        stale = meta is None or (synth_preset is not None and (meta.get("preset") != want or meta.get("seed") != seed))
+        if stale and not generate:
+            raise DataError(f"{root / name} holds no synthped of preset {synth_preset!r}, seed {seed}; pass generate=True")
+        if stale:
+            synth.generate(root, preset=synth_preset or "small", seed=seed, overwrite=True)
+    elif not (root / name).is_dir():
+        raise DataError(f"dataset folder {root / name} does not exist; download {name} and lay it out as "
+                        f"{root}/{name}/{{training,testing}}/frames/<video>/ (see the README), or use synthped")
+    found = Path(labels) if labels else root / f"frame_labels_{name}.npy"
+    if labels and not found.is_file():
+        raise DataError(f"label file {found} does not exist")
+    return Dataset(name, root / name, found if found.is_file() else None)
+
+
+def expected_counts(name: str, synth_preset: str = "small") -> dict[str, int] | None:
+    """Published video and frame counts of a known dataset (synthped: of its preset), or None."""
+    if name == "synthped":
+        p = synth.get_preset(synth_preset)
+        return {"train_videos": len(p.train_lengths), "test_videos": len(p.test_lengths),
+                "train_frames": sum(p.train_lengths), "test_frames": sum(p.test_lengths)}
+    known = KNOWN_DATASETS.get(name)
+    return None if known is None else {k: known[k] for k in ("train_videos", "test_videos", "train_frames", "test_frames")}
+
+
+def layout_counts(summary: Mapping[str, Any]) -> dict[str, int]:
+    """Video and frame counts of a ``validate_layout`` summary, keyed like :func:`expected_counts`."""
+    return {"train_videos": summary["training"]["videos"], "test_videos": summary["testing"]["videos"],
+            "train_frames": summary["training"]["frames"], "test_frames": summary["testing"]["frames"]}
+
+
+def sample_frames(dataset: Dataset, max_videos: int = 0) -> tuple[list[np.ndarray], list[np.ndarray | None], list[str]]:
+    """One frame per test video (the first ``max_videos``; 0 = all) with its mask: the largest anomaly, else the middle frame."""
+    frames, masks, titles = [], [], []
+    videos = dataset.videos("testing")
+    for video in videos[:max_videos] if max_videos > 0 else videos:
+        stack = load_masks(dataset.path, video)
+        area = stack.reshape(len(stack), -1).sum(axis=1) if stack is not None else np.zeros(len(video))
+        i = int(np.argmax(area)) if area.any() else len(video) // 2
+        frames.append(video.read(i))
+        masks.append(None if stack is None else stack[i])
+        titles.append(f"test {video.name} frame {i}" + (" (anomalous)" if area[i] else ""))
+    return frames, masks, titles
+
+
+def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The per-epoch ``history.json`` that training writes."""
+    path = Path(run_dir) / "history.json"
+    if not path.is_file():
+        raise DataError(f"{path} does not exist; train first (02_train)")
+    return json.loads(path.read_text())
+
+
+def rounded(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], digits: int = 5) -> list[dict[str, Any]]:
+    """The ``keys`` of each row, floats rounded to ``digits`` significant digits (for printing)."""
+    return [{k: float(f"{r[k]:.{digits}g}") if isinstance(r[k], float) else r[k] for k in keys} for r in rows]
+
+
+def variant_name(method: str, use_memory: bool) -> str:
+    """Folder name of a trained variant, e.g. ``pred_mem``."""
+    return f"{method}_{'mem' if use_memory else 'nomem'}"
+
+
+def resolve_checkpoint(checkpoint: str, method: str, run: RunFolder, dataset: str) -> Path:
+    """``checkpoint``, else ``train/<method>_mem/model.pt`` of the run, else the committed synthped weights."""
+    if checkpoint:
+        return Path(checkpoint)
+    trained = run.train / variant_name(method, True) / "model.pt"
+    if trained.is_file():
+        return trained
+    if dataset == "synthped" and method == "pred" and WEIGHTS.is_file():
+        return WEIGHTS
+    raise ValueError(f"no checkpoint: {trained} does not exist; run 02_train with method={method!r} "
+                     "and out_dir set to this run folder, or pass checkpoint=/path/to/model.pt")
+
+
+@dataclass
+class Loaded:
+    """A model ready to evaluate, with the input size it was trained at."""
+
+    model: MNAD
+    items: torch.Tensor | None
+    size: tuple[int, int]
+    source: str
+    history: list[dict[str, Any]]
+
+
+def load_model(checkpoint: str | Path | None, method: str, original_model: str = "", original_keys: str = "",
+               device: torch.device | str = "cpu", original_size: int = 256) -> Loaded:
+    """Our checkpoint, or the authors' (MNADrc's) pickles, run at ``original_size`` squared, when ``original_*`` are given.
+
+    The checkpoint must hold ``method``'s model.
+    """
+    if original_model or original_keys:
+        if not (original_model and original_keys):
+            raise ValueError("give both original_model (model.pth) and original_keys (keys.pt)")
+        model, items = load_original(original_model, original_keys, method)
+        size = validate_size((original_size, original_size))
+        return Loaded(model.to(device), items, size, f"{original_model} + {original_keys}", [])
+    if checkpoint is None:
+        raise ValueError("give a checkpoint, or original_model and original_keys")
+    model, items = load_checkpoint(checkpoint, method)
+    payload = read_checkpoint(checkpoint)
+    size = validate_size(payload.get("train_config", {}).get("size", (256, 256)))
+    return Loaded(model.to(device), items, size, str(checkpoint), list(payload.get("history", [])))
+
+
+def eval_config(alpha: float, size: tuple[int, int], update: bool = True, device: str = "auto", th: float = 0.01) -> EvalConfig:
+    """The authors' protocol; without the update, frames are scored in batches (same numbers, faster)."""
+    return EvalConfig(alpha=alpha, th=th, size=size, test_time_update=update, batch_size=1 if update else 16, device=device)
+
+
+def _row(model: str, setting: str, auc: float | None, macro: float | None, source: str) -> dict[str, Any]:
+    """One ablation row, AUCs in percent."""
+    def pct(x: float | None) -> float | None:
+        return None if x is None or np.isnan(x) else round(100 * x, 2)
+    return {"model": model, "setting": setting, "frame_auc": pct(auc), "macro_auc": pct(macro), "checkpoint": source}
+
+
+def ablation(main: Loaded, name: str, dataset: Dataset, alpha: float, result: EvalResult,
+             videos: Sequence[FrameSource], labels: Mapping[str, np.ndarray], device: str = "auto") -> list[dict[str, Any]]:
+    """Rows on the main model: the paper's protocol (``result``), update off, PSNR only, and the extensions.
+
+    The normal-frame statistics come from the training videos scored without update; the rows
+    that use them score the test videos without update too, so every score is computable online.
+    """
+    src = main.source
+    rows = [_row(name, "paper protocol: test-time update, per-video min-max", result.auc, result.macro_auc, src)]
+    no_update = eval_config(alpha, main.size, False, device)
+    plain = result
+    if main.items is not None:
+        plain = evaluate(main.model, main.items, list(videos), no_update, dict(labels))
+        rows.append(_row(name, "no test-time update", plain.auc, plain.macro_auc, src))
+    rows.append(_row(name, "PSNR only (alpha = 1)", *rescore(result, 1.0)[1:], src))
+    rows.append(_row(name, "extension: patch-level error", *rescore(result, alpha, error="patch")[1:], src))
+    stats = NormalStats.fit(evaluate(main.model, main.items, dataset.videos("training"), no_update))
+    rows.append(_row(name, "extension: normal-frame normalisation (no update)",
+                     *rescore(plain, alpha, norm="normal", stats=stats)[1:], src))
+    rows.append(_row(name, "extensions: patch error + normal-frame normalisation (no update)",
+                     *rescore(plain, alpha, error="patch", norm="normal", stats=stats)[1:], src))
+    return rows
+
+
+def variant_rows(train_dir: Path, exclude: str, videos: Sequence[FrameSource],
+                 labels: Mapping[str, np.ndarray], results_dir: Path, device: str = "auto", th: float = 0.01) -> list[dict[str, Any]]:
+    """Rows of the other trained variants in ``train_dir`` (paper protocol, and without update when they have memory).
+
+    Each variant's evaluation is written to ``results_dir/eval_<variant>.json``; missing variants get a row saying so.
+    """
+    from .train import resolve_device
+
+    rows = []
+    for name, (method, memory) in VARIANTS.items():
+        if name == exclude:
+            continue
+        path = train_dir / name / "model.pt"
+        if not path.is_file():
+            rows.append(_row(name, f"not trained: run 02_train with method={method}, use_memory={memory}", None, None, "-"))
+            continue
+        loaded = load_model(path, method, device=resolve_device(device))
+        alpha = 0.6 if method == "pred" else 0.7
+        res = evaluate(loaded.model, loaded.items, list(videos), eval_config(alpha, loaded.size, memory, device, th), dict(labels))
+        res.write_json(results_dir / f"eval_{name}.json")
+        rows.append(_row(name, "paper protocol" if memory else "no memory (PSNR only)", res.auc, res.macro_auc, str(path)))
+        if memory:
+            plain = evaluate(loaded.model, loaded.items, list(videos), eval_config(alpha, loaded.size, False, device), dict(labels))
+            rows.append(_row(name, "no test-time update", plain.auc, plain.macro_auc, str(path)))
+    return rows
+
+
+def write_results(run: RunFolder, results: Mapping[str, Any]) -> Path:
+    """Write the run's ``results.json`` (the file the pipeline reads its table and claims from)."""
+    path = run.root / "results.json"
+    path.write_text(json.dumps(results, indent=1, default=_json_default))
+    return path
+
+
+def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """A plain-text table with aligned columns."""
+    cells = [[str(c) for c in columns]] + [["-" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def table1(measured: Mapping[str, Mapping[str, float]]) -> list[dict[str, Any]]:
+    """The paper's Table 1 rows beside measured ones: ``measured[method][dataset]`` in percent."""
+    rows = [{"source": "paper", "method": m, **{d: v for d, v in PAPER_TABLE1[m].items()}} for m in PAPER_TABLE1]
+    rows += [{"source": "measured here", "method": m, **dict(v)} for m, v in measured.items()]
+    return rows
+
+
+def table1_columns(dataset: str) -> tuple[str, ...]:
+    """Columns of :func:`table1`: the paper's three datasets, plus ``dataset`` when it is another one."""
+    return ("source", "method", *PAPER_TABLE1["pred"], *(() if dataset in PAPER_TABLE1["pred"] else (dataset,)))
+
+
+def pick_examples(result: EvalResult, n: int = 3) -> list[tuple[str, int]]:
+    """(video, frame) of the lowest-scored anomalous frames, one per video, and of the highest-scored normal frame."""
+    anomalous, normal = [], []
+    for name, s in result.videos.items():
+        score, label = np.asarray(s.score), np.asarray(s.label if s.label is not None else np.zeros(len(s.score)))
+        if (label == 1).any():
+            i = int(np.argmin(np.where(label == 1, score, np.inf)))
+            anomalous.append((score[i], name, s.frames[i]))
+        if (label == 0).any():
+            i = int(np.argmax(np.where(label == 0, score, -np.inf)))
+            normal.append((-score[i], name, s.frames[i]))
+    picks = [(v, f) for _, v, f in sorted(anomalous)[: max(n - 1, 1)]] + [(v, f) for _, v, f in sorted(normal)[:1]]
+    return picks[:n]
+
+
+def collect_steps(loaded: Loaded, videos: Sequence[FrameSource], cfg: EvalConfig,
+                  wanted: Sequence[tuple[str, int]]) -> list[FrameStep]:
+    """The FrameSteps of ``wanted`` (video, frame) pairs, in the order asked, scoring all videos in order only as far as needed."""
+    found: dict[tuple[str, int], FrameStep] = {}
+    for step in iter_frames(loaded.model, loaded.items, list(videos), cfg):
+        if (step.video, step.frame) in wanted:
+            found[(step.video, step.frame)] = step
+            if len(found) == len(set(wanted)):
+                break
+    return [found[w] for w in wanted if w in found]
+
+
+def sample_queries(loaded: Loaded, videos: Sequence[FrameSource], n_frames: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """(N, C) queries and the index of each one's nearest memory item, from ``n_frames`` clips spread over ``videos``."""
+    from .data import ClipDataset
+
+    if loaded.items is None:
+        raise ValueError("this model has no memory: there are no memory items to colour queries by")
+    data = ClipDataset(list(videos), loaded.model.cfg.t_length, loaded.size)
+    picks = np.linspace(0, len(data) - 1, num=min(n_frames, len(data))).round().astype(int)
+    clip = torch.stack([data[int(k)] for k in picks])  # (n, 3*t_length, H, W)
+    device = next(loaded.model.parameters()).device
+    with torch.no_grad():
+        x, _ = loaded.model.split_clip(clip.to(device))
+        fea = loaded.model.encoder(x)[0]  # (n, C, h, w)
+        query = flatten_queries(fea)  # (n*h*w, C)
+        nearest = torch.matmul(query, loaded.items.to(device).t()).argmax(dim=1)  # (n*h*w,)
+    return query.cpu().numpy(), nearest.cpu().numpy()

@@ -1,0 +1,245 @@
+"""``python -m mnadlib.reproduce``: run the reproduction notebooks 01 -> 02 -> 03 -> 05 through papermill.
+
+Each run gets its own folder ``runs/<name>/`` holding the executed notebooks, the data (for
+synthped), the trained variants, ``results.json`` (03), the figures and ``manifest.json``
+(parameters, versions, git commit, wall times). An existing run folder is never overwritten.
+02 runs once per trained variant (``pred_mem``, ``pred_nomem``, ``recon_mem`` by default), so
+that 03 can fill its ablation table. The notebooks' own ``assert`` cells are the claims: when
+one fails, papermill stops, the executed copy shows where, and the command exits with status 1.
+
+The kernel is always this interpreter's ipykernel, whatever kernelspecs are installed, so a run
+started from a virtual environment executes its notebooks in that environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import __version__
+from .pipeline import VARIANTS, format_table, table1_columns
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = ("01_prepare_data", "02_train", "03_reproduce_auc", "05_result_figures")
+SMOKE = {"epochs": 1, "max_steps": 2, "min_auc": 0.0, "tsne_frames": 4, "svg": False}
+CLAIM_AUC = 0.72  # 03 asserts this frame AUC on synthped with the cpu preset (measured 0.750, weights/README.md)
+
+
+class PipelineError(RuntimeError):
+    """A notebook of the pipeline failed; the message names it and its executed copy."""
+
+
+def current_python_kernel() -> type:
+    """A kernel manager that launches ipykernel in ``sys.executable``, ignoring installed kernelspecs."""
+    from ipykernel.kernelspec import get_kernel_dict
+    from jupyter_client import AsyncKernelManager
+    from jupyter_client.kernelspec import KernelSpec
+
+    class CurrentPythonKernel(AsyncKernelManager):
+        """Kernel of the interpreter running the pipeline."""
+
+        @property
+        def kernel_spec(self) -> KernelSpec:
+            return KernelSpec(resource_dir="", **get_kernel_dict())
+
+    return CurrentPythonKernel
+
+
+def notebook_parameters(name: str) -> dict[str, str]:
+    """``{parameter: type name}`` declared by a notebook's parameters cell."""
+    import papermill
+
+    return {k: v["inferred_type_name"] for k, v in papermill.inspect_notebook(str(_source(name))).items()}
+
+
+def _source(name: str) -> Path:
+    """The notebook's paired .ipynb (kept in sync with its py:percent source by the tests)."""
+    path = NOTEBOOK_DIR / f"{name}.ipynb"
+    if not path.is_file():
+        raise FileNotFoundError(f"notebook {path} not found: python -m mnadlib.reproduce runs from a source checkout "
+                                "of mnadlib (the notebooks are not part of the installed package)")
+    return path
+
+
+def plan(dataset: str, data_root: Path | None, out: Path, user: Mapping[str, Any], smoke: bool,
+         variants: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(executed notebook name, source notebook, parameters) for every step of the pipeline."""
+    common: dict[str, Any] = {"dataset": dataset, "out_dir": str(out)}
+    if data_root is not None:
+        common["data_root"] = str(data_root)
+    defaults: dict[str, Any] = {"min_auc": CLAIM_AUC if dataset == "synthped" else 0.0}
+    if smoke:
+        defaults.update(SMOKE)
+    main = user.get("method", "pred")
+    steps = [("01_prepare_data", "01_prepare_data", {})]
+    for v in variants:
+        method, memory = VARIANTS[v]
+        steps.append((f"02_train_{v}", "02_train", {"method": method, "use_memory": memory}))
+    ckpt = out / "train" / f"{main}_mem" / "model.pt"
+    steps.append(("03_reproduce_auc", "03_reproduce_auc", {"checkpoint": str(ckpt)}))
+    steps.append(("05_result_figures", "05_result_figures", {"checkpoint": str(ckpt)}))
+    declared = {n: notebook_parameters(n) for n in NOTEBOOKS}
+    unknown = sorted(set(user) - set().union(*declared.values()))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; the notebooks take: "
+                         + "; ".join(f"{n}: {', '.join(p)}" for n, p in declared.items()))
+    return [(run, src, {k: v for k, v in {**common, **defaults, **user, **fixed}.items() if k in declared[src]})
+            for run, src, fixed in steps]
+
+
+def execute(steps: Sequence[tuple[str, str, dict[str, Any]]], out: Path, log: dict[str, Any]) -> None:
+    """Run every step with papermill into ``out/notebooks``; PipelineError names the failing one."""
+    import papermill
+
+    kernel = current_python_kernel()
+    (out / "notebooks").mkdir(parents=True, exist_ok=True)
+    for run, src, params in steps:
+        target = out / "notebooks" / f"{run}.ipynb"
+        print(f"[{time.strftime('%H:%M:%S')}] {run} {json.dumps(params)}", flush=True)
+        t0, error = time.time(), None
+        try:
+            papermill.execute_notebook(str(_source(src)), str(target), parameters=params, kernel_name="python3",
+                                       kernel_manager_class=kernel, progress_bar=False, cwd=str(out))
+        except papermill.PapermillExecutionError as exc:
+            error = f"in cell {exc.exec_count} with {exc.ename}: {exc.evalue}"
+        except Exception as exc:  # the kernel died or did not start
+            error = f"with {type(exc).__name__}: {exc}"
+        log["steps"].append({"notebook": run, "parameters": params, "wall_s": round(time.time() - t0, 1),
+                             "status": "failed" if error else "ok"})
+        if error:
+            raise PipelineError(f"notebook {run} failed {error}\nexecuted copy: {target}")
+        print(f"    done in {time.time() - t0:.0f} s", flush=True)
+
+
+def _git_commit() -> str | None:
+    """The checkout's git commit, when the notebooks come from one."""
+    try:
+        return subprocess.run(["git", "-C", str(NOTEBOOK_DIR), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _versions() -> dict[str, str]:
+    """Versions of the packages that shape the results."""
+    import numpy
+    import papermill
+    import torch
+
+    return {"mnadlib": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "papermill": papermill.__version__, "platform": platform.platform()}
+
+
+def summary(out: Path) -> str:
+    """The results table of a finished run: the main AUC with its claim, Table 1 and the ablation."""
+    res = json.loads((out / "results.json").read_text())
+    main, claim = res["main"], res["claims"]
+    lines = [f"main model {main['variant']}: frame AUC {100 * main['frame_auc']:.2f}%, macro AUC "
+             f"{100 * main['macro_auc']:.2f}% (claim >= {100 * claim['min_auc']:.1f}%: {'holds' if claim['holds'] else 'MISSED'})",
+             "", "Table 1 (frame AUC %; paper rows copied from the paper, not measured here)",
+             format_table(res["table1"], table1_columns(res["params"]["dataset"]))]
+    if res["ablation"]:
+        lines += ["", "Ablation (frame and macro AUC %)", format_table(res["ablation"], ("model", "setting", "frame_auc", "macro_auc"))]
+    return "\n".join(lines)
+
+
+def _fresh_dir(runs_dir: Path, name: str | None, dataset: str) -> Path:
+    """``runs_dir/name`` (absolute), refusing an existing one; without a name, ``<dataset>-<timestamp>``."""
+    name = name or f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = (runs_dir / name).expanduser().resolve()
+    if out.exists():
+        raise FileExistsError(f"run folder {out} already exists; pick another --name (runs are never overwritten)")
+    return out
+
+
+def _user_params(config: str | None, pairs: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """Parameters from a flat YAML file, then ``-p key value`` pairs (values parsed as YAML scalars)."""
+    params: dict[str, Any] = {}
+    if config:
+        loaded = yaml.safe_load(Path(config).read_text()) or {}
+        if not isinstance(loaded, dict) or any(isinstance(v, (dict, list)) for v in loaded.values()):
+            raise ValueError(f"{config} must be a flat YAML mapping of notebook parameters (key: value)")
+        params.update(loaded)
+    for key, value in pairs:
+        params[key] = yaml.safe_load(value)
+    return params
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    ap = argparse.ArgumentParser(
+        prog="python -m mnadlib.reproduce", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Reproduce MNAD's results: runs notebooks/01_prepare_data -> 02_train (once per variant) -> "
+                    "03_reproduce_auc -> 05_result_figures with papermill into runs/<name>/, prints the results table, "
+                    "and exits with status 1 when a notebook's claim (assert) fails.",
+        epilog="Defaults: synthped small generated into the run folder, cpu preset, three variants "
+               f"({', '.join(VARIANTS)}); 03 asserts frame AUC >= {CLAIM_AUC} on synthped. "
+               "Parameters are those of the notebooks' parameters cells (papermill --help-notebook "
+               "notebooks/02_train.ipynb lists them), e.g. -p epochs 4 -p device cuda -p preset paper.")
+    ap.add_argument("--name", help="run folder name under --runs-dir (default: <dataset>-<timestamp>); must not exist")
+    ap.add_argument("--runs-dir", default="runs", help="where run folders go (default: ./runs)")
+    ap.add_argument("--config", help="flat YAML file of notebook parameters (key: value); -p overrides it")
+    ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                    help="a notebook parameter; VALUE is parsed as YAML (3, 0.5, true, text); repeatable")
+    ap.add_argument("--smoke", action="store_true",
+                    help=f"CI mode: tiny training ({SMOKE['epochs']} epoch of {SMOKE['max_steps']} steps), no AUC claim")
+    ap.add_argument("--dataset", default="synthped", choices=["synthped", "ped2", "avenue", "shanghai"],
+                    help="dataset name (default synthped, generated in the run folder)")
+    ap.add_argument("--data-root", help="folder holding <dataset>/ and frame_labels_<dataset>.npy (needed for real datasets)")
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help=f"comma-separated variants that 02 trains (default {','.join(VARIANTS)}); the main one is <method>_mem")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: 0 when every notebook ran and every claim held, 1 when one failed, 2 on bad arguments."""
+    args = build_parser().parse_args(argv)
+    t0 = time.time()
+    try:
+        user = _user_params(args.config, args.param)
+        variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+        bad = [v for v in variants if v not in VARIANTS]
+        if bad:
+            raise ValueError(f"unknown variant(s) {bad}; choose from {list(VARIANTS)}")
+        if f"{user.get('method', 'pred')}_mem" not in variants:
+            raise ValueError(f"--variants must include {user.get('method', 'pred')}_mem, the main model 03 evaluates")
+        if args.dataset != "synthped" and not args.data_root:
+            raise ValueError(f"--dataset {args.dataset} needs --data-root (the folder holding {args.dataset}/)")
+        data_root = Path(args.data_root).expanduser().resolve() if args.data_root else None
+        if data_root is not None and not data_root.is_dir():
+            raise ValueError(f"--data-root {data_root} does not exist")
+        out = _fresh_dir(Path(args.runs_dir), args.name, args.dataset)
+        steps = plan(args.dataset, data_root, out, user, args.smoke, variants)
+        out.mkdir(parents=True)
+    except (ValueError, FileExistsError, FileNotFoundError, yaml.YAMLError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    log: dict[str, Any] = {"command": [sys.executable, "-m", "mnadlib.reproduce", *(argv if argv is not None else sys.argv[1:])],
+                           "python": sys.executable, "versions": _versions(), "git_commit": _git_commit(),
+                           "smoke": args.smoke, "dataset": args.dataset, "variants": variants, "parameters": user,
+                           "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "steps": []}
+    status = 0
+    try:
+        execute(steps, out, log)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        status = 1
+    log.update(status="ok" if status == 0 else "failed", wall_s=round(time.time() - t0, 1))
+    (out / "manifest.json").write_text(json.dumps(log, indent=1))
+    if status == 0:
+        print("\n" + summary(out))
+    print(f"\nrun folder: {out} ({'ok' if status == 0 else 'FAILED'}, {log['wall_s']:.0f} s)")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

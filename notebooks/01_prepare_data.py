@@ -1,0 +1,118 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Prepare the data
+#
+# Puts a dataset where the other notebooks look for it and checks it. By default it generates
+# **synthped**, the synthetic UCSD Ped2-like dataset of `mnadlib.synth` (pedestrians on a walkway;
+# cyclists, skateboarders, carts, a runner and a lawn walker as anomalies in the test videos).
+# For Ped2, Avenue or ShanghaiTech, set `dataset` and point `data_root` at the folder holding
+# `<dataset>/{training,testing}/frames/` and the authors' `frame_labels_<dataset>.npy`.
+#
+# The notebook validates the layout, prints per-split video and frame counts, asserts them
+# against the published counts (synthped: its preset's), and shows a sample frame of each test
+# video with its mask and the frame labels of every test video.
+#
+# **Paths.** Every path is a parameter and must be absolute. `out_dir` is the run folder; left
+# empty it is `<system temp dir>/mnadlib/default`, shared by all notebooks so that they chain.
+# `python -m mnadlib.reproduce` gives each run its own folder.
+
+# %%
+import sys
+
+if "google.colab" in sys.modules:  # Colab only: install mnadlib from a git URL or folder that you set
+    import os
+    import subprocess
+
+    MNADLIB_SOURCE = os.environ.get("MNADLIB_SOURCE", "")  # e.g. "git+https://github.com/<you>/mnadlib.git"
+    if not MNADLIB_SOURCE:
+        raise ValueError("set MNADLIB_SOURCE (in this cell or the environment) to the git URL or folder of mnadlib")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"{MNADLIB_SOURCE}[notebooks]"], check=True)
+
+# %% tags=["parameters"]
+dataset: str = "synthped"  # dataset folder under data_root: synthped, ped2, avenue or shanghai
+data_root: str = ""  # absolute folder holding <dataset>/ and frame_labels_<dataset>.npy; empty: <out_dir>/data
+generate: bool = True  # synthped: generate it when missing or made with another preset or seed
+synth_preset: str = "small"  # synthped size: small (minutes on a CPU) or full (Ped2's counts and frame size)
+seed: int = 0  # synthped generator seed
+show_videos: int = 12  # test videos shown in the sample-frame figure (0: all)
+out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib/default
+
+# %%
+from mnadlib.pipeline import check_params
+
+params = check_params(globals(), paths=("data_root", "out_dir"))
+
+# %%
+import time
+from pathlib import Path
+
+from mnadlib import pipeline, viz
+from mnadlib.data import validate_layout
+
+t0 = time.time()
+
+# %%
+run = pipeline.run_folder(out_dir)
+root = Path(data_root).expanduser() if data_root else run.data
+expected = pipeline.expected_counts(dataset, synth_preset)
+print(f"run folder: {run.root}\ndata root:  {root}")
+
+# %% [markdown]
+# ## Generate or locate the dataset, then validate it
+
+# %%
+ds = pipeline.prepare_dataset(root, dataset, synth_preset, seed, generate)
+summary = validate_layout(ds.path, ds.labels)
+counts = pipeline.layout_counts(summary)
+for split in ("training", "testing"):
+    lengths = summary[split]["lengths"]
+    print(f"{split:9s} {summary[split]['videos']:4d} videos {summary[split]['frames']:7d} frames "
+          f"(shortest {min(lengths.values())}, longest {max(lengths.values())})")
+print("frame size (H, W):", summary["frame_size"])
+print("labels:", summary.get("labels", f"none: frame_labels_{dataset}.npy is missing beside {ds.path}"))
+for warning in summary["warnings"]:
+    print("warning:", warning)
+
+# %% [markdown]
+# ## A frame of each test video, anomalies outlined in red
+
+# %%
+frames, masks, titles = pipeline.sample_frames(ds, show_videos)
+figures = viz.save_and_display(viz.frames_with_masks(frames, masks, titles), run.figures / f"01_{dataset}_samples")
+
+# %% [markdown]
+# ## Frame labels of each test video (red: anomalous)
+
+# %%
+if ds.labels is not None:
+    figures += viz.save_and_display(viz.label_timeline(ds.test_labels()), run.figures / f"01_{dataset}_labels")
+
+# %% [markdown]
+# ## Results
+
+# %%
+out = run.write_json("01_prepare_data", {
+    "params": params, "dataset": ds.path, "labels": ds.labels, "counts": counts, "expected": expected,
+    "frame_size": summary["frame_size"], "label_summary": summary.get("labels"), "warnings": summary["warnings"],
+    "figures": figures, "python": sys.executable, "python_prefix": sys.prefix, "wall_s": round(time.time() - t0, 1),
+})
+print(f"wrote {out}")
+if expected is not None:
+    assert counts == expected, f"{dataset} counts {counts} differ from the published {expected}"
+if dataset == "synthped":
+    assert summary["labels"]["frames"] == counts["test_frames"] and 0 < summary["labels"]["anomalous"] < counts["test_frames"]

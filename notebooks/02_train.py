@@ -1,0 +1,128 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Train MNAD
+#
+# Trains one MNAD model on the normal training videos, as the authors' `Train.py` does (Park et
+# al., CVPR 2020, Sec. 3.3): pixel loss plus the feature compactness and separateness losses
+# (Eq. 9), Adam with a cosine-annealed learning rate, the memory items updated at every step.
+# `method` picks future-frame prediction (`pred`) or reconstruction (`recon`); `use_memory=False`
+# trains the ablation without the memory module. `preset="cpu"` is the small setting that trains
+# in minutes on two CPU cores; `preset="paper"` is the paper's Ped2 setting (60 epochs, 256x256).
+#
+# Writes `<out_dir>/train/<method>_<mem|nomem>/model.pt` (loadable by `python -m mnadlib
+# evaluate --checkpoint`), `history.json` with per-epoch losses and memory usage, and shows the
+# loss curves and how often each memory item is the nearest one to a query.
+#
+# **Paths.** Every path is a parameter and must be absolute; `out_dir` left empty is
+# `<system temp dir>/mnadlib/default`, shared with the other notebooks (run 01 first, or the
+# synthped data are generated here).
+
+# %%
+import sys
+
+if "google.colab" in sys.modules:  # Colab only: install mnadlib from a git URL or folder that you set
+    import os
+    import subprocess
+
+    MNADLIB_SOURCE = os.environ.get("MNADLIB_SOURCE", "")  # e.g. "git+https://github.com/<you>/mnadlib.git"
+    if not MNADLIB_SOURCE:
+        raise ValueError("set MNADLIB_SOURCE (in this cell or the environment) to the git URL or folder of mnadlib")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"{MNADLIB_SOURCE}[notebooks]"], check=True)
+
+# %% tags=["parameters"]
+method: str = "pred"  # pred (t-1 frames in, the next one predicted) or recon (one frame reconstructed)
+use_memory: bool = True  # False: the ablation without the memory module
+preset: str = "cpu"  # cpu (small, minutes on 2 CPU cores) or paper (the paper's Ped2 settings)
+epochs: int = 0  # training epochs; 0: the preset's
+max_steps: int = 0  # cap on steps per epoch; 0: full epochs (smoke runs use a few)
+seed: int = 0  # seed for weights, memory items and data order
+device: str = "auto"  # auto, cpu, cuda or mps
+dataset: str = "synthped"  # dataset folder under data_root: synthped, ped2, avenue or shanghai
+data_root: str = ""  # absolute folder holding <dataset>/; empty: <out_dir>/data (synthped is generated there if missing)
+out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib/default
+
+# %%
+from mnadlib.pipeline import check_params
+
+params = check_params(globals(), paths=("data_root", "out_dir"))
+
+# %%
+import dataclasses
+import hashlib
+import math
+import time
+from pathlib import Path
+
+from mnadlib import config, pipeline, viz
+from mnadlib.checkpoint import load_checkpoint
+from mnadlib.data import split_dir
+from mnadlib.train import train
+
+t0 = time.time()
+
+# %%
+p = config.preset(preset, method)
+model_cfg = dataclasses.replace(p.model, use_memory=use_memory)
+train_cfg = dataclasses.replace(p.train, epochs=epochs or p.train.epochs, max_steps_per_epoch=max_steps,
+                                seed=seed, device=device)
+run = pipeline.run_folder(out_dir)
+variant = pipeline.variant_name(method, use_memory)
+run_dir = run.train / variant
+ds = pipeline.prepare_dataset(Path(data_root).expanduser() if data_root else run.data, dataset)
+print("model:", config.to_dict(model_cfg))
+print("train:", config.to_dict(train_cfg))
+print("data: ", ds.path, "\nrun:  ", run_dir)
+
+# %% [markdown]
+# ## Train
+
+# %%
+checkpoint = train(split_dir(ds.path, "training"), model_cfg, train_cfg, run_dir, resume=False, progress=False)
+history = pipeline.read_history(run_dir)
+train_s = round(time.time() - t0, 1)
+print(pipeline.format_table(pipeline.rounded(history, ("epoch", "loss", "pixel", "compactness", "separateness", "lr")),
+                            ("epoch", "loss", "pixel", "compactness", "separateness", "lr")))
+print(f"trained in {train_s} s; wrote {checkpoint}")
+
+# %% [markdown]
+# ## Loss curves and memory-item usage
+#
+# Usage is the share of query positions, over the last epoch, whose nearest memory item is each
+# item; items that no query ever picks do not describe any normal pattern.
+
+# %%
+figures = viz.save_and_display(viz.training_curves({variant: history}), run.figures / f"02_{variant}_training_curves")
+if use_memory:
+    figures += viz.save_and_display(viz.memory_usage(history, f"memory item usage, last epoch ({variant})"),
+                                    run.figures / f"02_{variant}_memory_usage")
+
+# %% [markdown]
+# ## Results
+
+# %%
+model, items = load_checkpoint(checkpoint, method)
+out = run.write_json(f"02_train_{variant}", {
+    "params": params, "checkpoint": checkpoint, "sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
+    "model_config": config.to_dict(model_cfg), "train_config": config.to_dict(train_cfg),
+    "final": history[-1], "train_s": train_s, "figures": figures,
+})
+print(f"wrote {out}")
+assert model.cfg.use_memory == use_memory and (items is not None) == use_memory
+assert len(history) == train_cfg.epochs and all(math.isfinite(h["loss"]) for h in history)
+if train_cfg.epochs >= 2 and max_steps == 0:
+    assert history[-1]["pixel"] < history[0]["pixel"], "the pixel loss did not decrease"

@@ -1,0 +1,149 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · Reproduce the frame-level AUC
+#
+# Evaluates a checkpoint with the authors' protocol (`Evaluate.py`; Park et al., CVPR 2020,
+# Sec. 3.4): frames scored in order, the memory updated at test time when a frame's point score
+# is below `th`, PSNR and feature distance min-max normalised per video and combined with `alpha`,
+# and the frame AUC over all test videos concatenated. The checkpoint is ours (`model.pt` from
+# 02) or the authors' / MNADrc's pickles (`original_model` + `original_keys`, loaded through an
+# allow-list unpickler; they run at `original_size`, 256 in the paper). For Ped2, Avenue or
+# ShanghaiTech, point `data_root` at the folder holding `<dataset>/` and the authors'
+# `frame_labels_<dataset>.npy` (or pass `labels`), and set `min_auc` to the claim you check.
+#
+# It prints the paper's Table 1 beside the measured AUC, then an ablation: test-time update off,
+# PSNR alone, the two extensions (patch-level error; normalisation with statistics of normal
+# training frames scored without update) and, when 02 trained them into `train_dir`, the model
+# without memory and the other method. Each row gives the paper's (micro) frame AUC and the
+# macro AUC (mean of per-video AUCs). `results.json` holds everything; the last cell asserts
+# the claim `frame AUC >= min_auc`.
+#
+# **Paths.** Every path is a parameter and must be absolute; `out_dir` left empty is
+# `<system temp dir>/mnadlib/default`, shared with the other notebooks. With no `checkpoint`,
+# the notebook uses `<out_dir>/train/<method>_mem/model.pt`, or, on synthped with `pred`, the
+# committed `weights/mnad_pred_synthped_cpu.pt`.
+
+# %%
+import sys
+
+if "google.colab" in sys.modules:  # Colab only: install mnadlib from a git URL or folder that you set
+    import os
+    import subprocess
+
+    MNADLIB_SOURCE = os.environ.get("MNADLIB_SOURCE", "")  # e.g. "git+https://github.com/<you>/mnadlib.git"
+    if not MNADLIB_SOURCE:
+        raise ValueError("set MNADLIB_SOURCE (in this cell or the environment) to the git URL or folder of mnadlib")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"{MNADLIB_SOURCE}[notebooks]"], check=True)
+
+# %% tags=["parameters"]
+method: str = "pred"  # what the checkpoint holds: pred or recon (a checkpoint of the other kind is refused)
+checkpoint: str = ""  # absolute path of our model.pt; empty: <out_dir>/train/<method>_mem/model.pt or the committed weights
+original_model: str = ""  # absolute path of the authors' (or MNADrc's) model.pth, plain or .gz; used with original_keys
+original_keys: str = ""  # absolute path of the matching keys.pt, plain or .gz
+original_size: int = 256  # square input size the authors' pickles run at (the paper: 256)
+alpha: float = -1.0  # weight of PSNR in the regularity score; negative: the paper's (0.6 pred, 0.7 recon)
+th: float = 0.01  # test-time memory update when a frame's point score is below this (the paper: 0.01)
+ablation: bool = True  # also run the ablation rows
+train_dir: str = ""  # absolute folder of 02's runs (<variant>/model.pt) for the other variants; empty: <out_dir>/train
+min_auc: float = 0.72  # claim asserted at the end: the main model's frame AUC (0..1) reaches this; 0: no claim
+device: str = "auto"  # auto, cpu, cuda or mps
+dataset: str = "synthped"  # dataset folder under data_root: synthped, ped2, avenue or shanghai
+data_root: str = ""  # absolute folder holding <dataset>/ and frame_labels_<dataset>.npy; empty: <out_dir>/data
+labels: str = ""  # absolute path of the frame labels .npy; empty: <data_root>/frame_labels_<dataset>.npy
+out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib/default
+
+# %%
+from mnadlib.pipeline import check_params
+
+params = check_params(globals(), paths=("data_root", "out_dir"),
+                      existing=("checkpoint", "original_model", "original_keys", "train_dir", "labels"))
+
+# %%
+import time
+from pathlib import Path
+
+from mnadlib import pipeline
+from mnadlib.config import preset
+from mnadlib.evaluate import evaluate
+from mnadlib.train import resolve_device
+
+t0 = time.time()
+
+# %%
+run = pipeline.run_folder(out_dir)
+ds = pipeline.prepare_dataset(Path(data_root).expanduser() if data_root else run.data, dataset, labels=labels)
+ckpt = None if original_model else pipeline.resolve_checkpoint(checkpoint, method, run, dataset)
+main = pipeline.load_model(ckpt, method, original_model, original_keys, resolve_device(device), original_size)
+alpha = alpha if alpha >= 0 else preset("paper", method).eval.alpha
+cfg = pipeline.eval_config(alpha, main.size, update=True, device=device, th=th)
+videos = ds.videos("testing")
+frame_labels = ds.test_labels(videos)
+print(f"model: {main.source} ({method}, memory: {main.items is not None}, input {main.size})")
+print(f"data:  {ds.path}: {len(videos)} test videos, {sum(map(len, frame_labels.values()))} frames")
+print("eval:", cfg)
+
+# %% [markdown]
+# ## The paper's protocol
+
+# %%
+t_eval = time.time()
+result = evaluate(main.model, main.items, videos, cfg, frame_labels)
+eval_s = round(time.time() - t_eval, 1)
+variant = pipeline.variant_name(method, main.items is not None)
+result.write_json(run.results / f"eval_{variant}.json")
+print(f"frame AUC {100 * result.auc:.2f}%  macro AUC {100 * result.macro_auc:.2f}%  "
+      f"({sum(len(s.frames) for s in result.videos.values())} frames scored, "
+      f"{sum(sum(s.updated) for s in result.videos.values())} memory updates, {eval_s} s)")
+
+# %% [markdown]
+# ## Table 1: frame AUC (%), the paper's numbers and ours
+#
+# The paper's rows are copied from its Table 1 (MNAD with memory), not measured here.
+
+# %%
+table1 = pipeline.table1({method: {dataset: round(100 * result.auc, 1)}})
+print(pipeline.format_table(table1, pipeline.table1_columns(dataset)))
+
+# %% [markdown]
+# ## Ablation
+#
+# Rows on the main model first (evaluation changes only), then the other trained variants
+# found in `train_dir` (each with its own paper `alpha`). Macro AUC is the mean of per-video
+# AUCs over videos holding both classes.
+
+# %%
+rows = []
+if ablation:
+    rows = pipeline.ablation(main, variant, ds, alpha, result, videos, frame_labels, device)
+    rows += pipeline.variant_rows(Path(train_dir) if train_dir else run.train, exclude=variant, videos=videos,
+                                  labels=frame_labels, results_dir=run.results, device=device, th=th)
+    print(pipeline.format_table(rows, ("model", "setting", "frame_auc", "macro_auc")))
+
+# %% [markdown]
+# ## Results
+
+# %%
+claims = {"min_auc": min_auc, "frame_auc": result.auc, "holds": result.auc >= min_auc}
+out = pipeline.write_results(run, {
+    "params": params, "dataset": ds.path, "main": {"checkpoint": main.source, "variant": variant, "frame_auc": result.auc,
+                                                   "macro_auc": result.macro_auc, "eval_s": eval_s},
+    "table1": table1, "ablation": rows, "claims": claims, "wall_s": round(time.time() - t0, 1),
+})
+print(f"wrote {out}")
+assert all(r["frame_auc"] is None or 0 <= r["frame_auc"] <= 100 for r in rows)
+assert result.auc >= min_auc, f"claim missed: frame AUC {100 * result.auc:.2f}% < {100 * min_auc:.2f}%"

@@ -1,0 +1,164 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Interactive anomaly localization
+#
+# MNAD (Park et al., CVPR 2020) scores whole frames. This notebook shows **where** the anomaly is:
+# every frame becomes an anomaly map at the frame's own resolution (1 - SSIM of predicted vs.
+# actual frame, the squared prediction error, or each query's distance to its nearest memory item,
+# Sec. 3.2), a threshold calibrated on normal training frames turns it into regions, and every
+# region gets a box and a score. The fork this package improves on kept only the largest region
+# above SSIM * 255 < 230; that mode is one click away (threshold `fork`, largest region only).
+#
+# The app: choose a test video (or upload your own), scrub or play the frames, and change the map
+# kind, threshold, minimum region area and `alpha` (the PSNR weight of the regularity score,
+# Eq. 12). Panels: the frame with predicted boxes (ground truth in green), the prediction, the heat
+# map, and the regularity curve with the current frame marked and the ground truth shaded. Export
+# buttons write an annotated MP4/GIF and the boxes as CSV/JSON. An uploaded video is calibrated on
+# its own first quarter, which must be normal.
+#
+# Below the app, one frame is rendered statically and the localization metrics of the fork's mode
+# and ours are computed, so a headless run (papermill, nbval) shows and checks something.
+#
+# **Paths.** Every path is a parameter and must be absolute; `out_dir` left empty is
+# `<system temp dir>/mnadlib/default`, shared with the other notebooks. `checkpoint` left empty
+# is the run folder's `train/pred_mem/model.pt` (notebook 02), else the repository's
+# `weights/mnad_pred_synthped_cpu.pt`.
+
+# %%
+import sys
+
+if "google.colab" in sys.modules:  # Colab only: install mnadlib from a git URL or folder that you set
+    import os
+    import subprocess
+
+    MNADLIB_SOURCE = os.environ.get("MNADLIB_SOURCE", "")  # e.g. "git+https://github.com/<you>/mnadlib.git"
+    if not MNADLIB_SOURCE:
+        raise ValueError("set MNADLIB_SOURCE (in this cell or the environment) to the git URL or folder of mnadlib")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"{MNADLIB_SOURCE}[notebooks]"], check=True)
+    from google.colab import output
+
+    output.enable_custom_widget_manager()
+
+# %% tags=["parameters"]
+checkpoint: str = ""  # absolute path of a checkpoint (model.pt); empty: 02's model, else the committed weights
+dataset: str = "synthped"  # dataset folder under data_root whose test videos the app offers
+data_root: str = ""  # absolute folder holding <dataset>/; empty: <out_dir>/data (synthped is generated there if missing)
+out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib/default
+video: str = ""  # test video shown first; empty: the first one
+frame: int = -1  # frame rendered statically; -1: the frame with the lowest regularity
+map_kind: str = "ssim"  # ssim (1 - SSIM), error (squared prediction error) or memory (distance to memory)
+threshold: str = "calibrated"  # calibrated (percentile of normal frames), otsu, fork, or a number
+percentile: float = 99.9  # calibrated: percentile of the map's values on normal training frames
+min_area: int = -1  # smallest region in frame pixels; -1: 0.1% of the frame
+alpha: float = 0.6  # weight of PSNR in the regularity score (paper: 0.6)
+seed: int = 0  # seed for anything random
+threads: int = 1  # torch CPU threads; these small models run fastest on one (more can be far slower on a busy CPU)
+metrics: bool = True  # compute pixel AUROC, UCSD 40% AUC and RBDC/TBDC for the fork's mode and ours
+
+# %%
+from mnadlib.pipeline import check_params
+
+params = check_params(globals(), paths=("checkpoint", "data_root", "out_dir"), existing=("checkpoint",))
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from IPython.display import Image, display
+
+from mnadlib import pipeline
+from mnadlib.localize_eval import FORK_NAME, OURS_NAME, default_modes, format_table, localization_metrics
+from mnadlib.localize_video import LocalizeConfig, parse_threshold
+from mnadlib.train import seed_everything
+from mnadlib.widgets import LocalizationApp, curve_png, frame_view
+
+seed_everything(seed)
+torch.set_num_threads(threads)
+t0 = time.time()
+run = pipeline.run_folder(out_dir)
+data = pipeline.prepare_dataset(data_root or run.data, dataset, seed=seed)
+ckpt = pipeline.resolve_checkpoint(checkpoint, "pred", run, dataset)
+
+# %%
+cfg = LocalizeConfig(map_kind=map_kind, threshold=parse_threshold(threshold), percentile=percentile,
+                     min_area=None if min_area < 0 else min_area, alpha=alpha)
+print(f"checkpoint {ckpt}\ndataset {data.path}\n{cfg}")
+
+# %% [markdown]
+# ## The app
+#
+# Loading calibrates the thresholds on the training split's normal frames and localizes the first
+# test video; each new video runs the model once, after which every slider only re-thresholds.
+
+# %%
+app = LocalizationApp(ckpt, data.path, out_dir=run.root / "localization", cfg=cfg)
+if video:
+    app.video.value = video
+display(app.widget)
+
+# %% [markdown]
+# ## One frame, rendered statically
+#
+# The same callbacks the app uses, called with plain values.
+
+# %%
+session = app.session
+assert session is not None, f"the app could not load a video: {app.status.value}"
+res = session.result
+shown = int(res.frames[np.argmin(res.regularity)]) if frame < 0 else frame
+view = frame_view(session, shown, height=240)
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+for ax, (name, img) in zip(axes, view.items()):
+    ax.imshow(img)
+    _ = ax.set_title(name)
+    ax.axis("off")
+fig.tight_layout()
+plt.show()
+plt.close(fig)
+display(Image(data=curve_png(session, shown), format="png"))
+print(f"{session.source.name}: frame {shown}, regularity {res.regularity[res.index(shown)]:.3f}, "
+      f"boxes {res.boxes[res.index(shown)]}")
+
+# %% [markdown]
+# ## The fork's mode beside ours
+#
+# Pixel AUROC of each mode's map; the UCSD Ped 40% criterion and RBDC/TBDC (Ramachandra & Jones,
+# WACV 2020) on what each mode reports. Thresholds come from normal training frames only; the test
+# labels choose nothing.
+
+# %%
+table = {}
+if metrics:
+    loaded = pipeline.load_model(ckpt, "pred")
+    table = localization_metrics(loaded.model, loaded.items, data.path, loaded.size, default_modes())
+    print(format_table(table))
+
+# %%
+summary = {"checkpoint": str(ckpt), "video": session.source.name, "frame": shown,
+           "segments": res.segments(), "boxes": int(sum(map(len, res.boxes))), "metrics": table,
+           "seconds": round(time.time() - t0, 1)}
+print(run.write_json("interactive_localization", summary))
+assert all(v.shape[:2] == (240, round(240 * session.source.frame_size[1] / session.source.frame_size[0]))
+           for v in view.values())
+assert "error" not in app.status.value.lower(), app.status.value
+if table:
+    fork, ours = table[FORK_NAME], table[OURS_NAME]
+    assert all(0.0 <= v <= 1.0 for row in table.values() for v in row.values() if v is not None)
+    assert ours["rbdc"] >= fork["rbdc"] and ours["tbdc"] >= fork["tbdc"], (fork, ours)

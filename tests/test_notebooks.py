@@ -1,0 +1,120 @@
+"""Notebooks: py:percent and .ipynb in sync and output-free, one documented parameters cell, clear errors on bad parameters.
+
+The notebooks run end to end in ``test_reproduce.py`` (smoke parameters) and, with their default
+parameters, under ``pytest --nbval-lax --current-env notebooks/`` in CI.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import jupytext
+import nbformat
+import papermill
+import pytest
+import torch
+
+from mnadlib import pipeline
+from mnadlib.checkpoint import save_checkpoint
+from mnadlib.config import ModelConfig
+from mnadlib.model import MNAD
+from mnadlib.reproduce import NOTEBOOK_DIR, NOTEBOOKS, current_python_kernel
+
+PARAM_LINE = re.compile(r'^[a-z_][a-z0-9_]*: (str|int|float|bool) = ("[^"=]*"|[-0-9.]+|True|False)  # [^=]+$')
+
+
+def _cells(nb: nbformat.NotebookNode) -> list[tuple[str, str, list[str]]]:
+    """(type, source, tags) of every cell."""
+    return [(c.cell_type, c.source.strip(), list(c.metadata.get("tags", []))) for c in nb.cells]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_py_and_ipynb_in_sync_and_output_free(name: str) -> None:
+    py = jupytext.read(NOTEBOOK_DIR / f"{name}.py")
+    ipynb = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    assert _cells(py) == _cells(ipynb), f"{name}.py and {name}.ipynb differ: run `jupytext --sync notebooks/{name}.py`"
+    assert ipynb.metadata["kernelspec"]["name"] == "python3"
+    assert "widgets" not in ipynb.metadata
+    for cell in ipynb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{name}.ipynb holds outputs"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_one_documented_parameters_cell(name: str) -> None:
+    nb = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    lines = [ln for ln in tagged[0].source.splitlines() if ln.strip()]
+    assert all(PARAM_LINE.match(ln) for ln in lines), [ln for ln in lines if not PARAM_LINE.match(ln)]
+    inferred = papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"))
+    assert len(inferred) == len(lines) and all(p["help"] for p in inferred.values())
+    assert "out_dir" in inferred and "dataset" in inferred
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert "google.colab" in code[0] and "check_params(globals()" in code[2]
+
+
+def test_check_params_reports_every_problem() -> None:
+    injected = "# Parameters\nepochs = \"3\"\nlr = 1\nepoch = 3\n"
+    ns = {"__annotations__": {"epochs": int, "lr": float, "out_dir": str, "ckpt": str}, "In": ["", "x = 1", injected, ""],
+          "epochs": "3", "lr": 1, "out_dir": "runs/x", "ckpt": "/no/such/model.pt", "epoch": 3, "rows": []}
+    with pytest.raises(ValueError) as err:
+        pipeline.check_params(ns, paths=("out_dir",), existing=("ckpt",))
+    msg = str(err.value)
+    assert "unknown parameter 'epoch'" in msg and "'epochs' must be int, got str '3'" in msg
+    assert "rows" not in msg  # a global of a later cell (a second Run All) is not an injected parameter
+    assert "'out_dir' must be an absolute path" in msg and "/no/such/model.pt does not exist" in msg
+    assert ns["lr"] == 1.0 and isinstance(ns["lr"], float)
+    good = {"__annotations__": {"epochs": int, "use": bool}, "epochs": 2, "use": False}
+    assert pipeline.check_params(good) == {"epochs": 2, "use": False}
+    with pytest.raises(ValueError, match="'epochs' must be int, got bool"):
+        pipeline.check_params({"__annotations__": {"epochs": int}, "epochs": True})
+
+
+def _run(name: str, tmp_path: Path, **params) -> papermill.PapermillExecutionError:
+    """Execute a notebook expecting it to fail; return the error."""
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        papermill.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(tmp_path / f"{name}.ipynb"),
+                                   parameters={"out_dir": str(tmp_path / "run"), **params}, progress_bar=False,
+                                   kernel_manager_class=current_python_kernel())
+    return err.value
+
+
+@pytest.mark.parametrize("name, params, ename, message", [
+    ("02_train", {"epoch": 3}, "ValueError", "unknown parameter 'epoch'"),
+    ("02_train", {"epochs": "three"}, "ValueError", "parameter 'epochs' must be int, got str 'three'"),
+    ("01_prepare_data", {"data_root": "data"}, "ValueError", "'data_root' must be an absolute path"),
+    ("03_reproduce_auc", {"checkpoint": "/no/such/model.pt"}, "ValueError", "/no/such/model.pt does not exist"),
+    ("02_train", {"dataset": "ped2", "data_root": "{tmp}"}, "DataError", "ped2 does not exist"),
+])
+def test_bad_parameters_fail_with_a_clear_error(tmp_path: Path, name: str, params: dict, ename: str, message: str) -> None:
+    params = {k: v.format(tmp=tmp_path) if isinstance(v, str) else v for k, v in params.items()}
+    err = _run(name, tmp_path, **params)
+    assert err.ename == ename and message in err.evalue
+
+
+def test_checkpoint_of_the_other_method_is_refused(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig(method="pred", width=0.125)
+    ckpt = save_checkpoint(tmp_path / "pred.pt", MNAD(cfg), torch.nn.functional.normalize(torch.rand(10, cfg.fdim), dim=1),
+                           train_config={"size": [32, 32]})
+    err = _run("03_reproduce_auc", tmp_path, method="recon", checkpoint=str(ckpt))
+    assert err.ename == "CheckpointError" and "holds a 'pred' model, not 'recon'" in err.evalue
+
+
+def test_03_reproduces_the_authors_auc_with_their_pickles(tmp_path: Path, parity: Path) -> None:
+    """03 on the authors' pred model.pth/keys.pt over tiny_ucsd gives the AUC their Evaluate.py recorded."""
+    import json
+
+    import numpy as np
+
+    rec = np.load(parity / "pred" / "evaluate_loop.npz")
+    params = {"method": "pred", "original_model": str(parity / "pred" / "model.pth.gz"),
+              "original_keys": str(parity / "pred" / "keys.pt.gz"), "original_size": 64, "th": float(rec["th"]),
+              "dataset": "tiny_ucsd", "data_root": str(parity), "labels": str(parity / "tiny_ucsd" / "frame_labels_tiny.npy"),
+              "ablation": False, "min_auc": 0.6, "device": "cpu", "out_dir": str(tmp_path / "run")}
+    papermill.execute_notebook(str(NOTEBOOK_DIR / "03_reproduce_auc.ipynb"), str(tmp_path / "03.ipynb"), parameters=params,
+                               progress_bar=False, kernel_manager_class=current_python_kernel())
+    main = json.loads((tmp_path / "run" / "results.json").read_text())["main"]
+    assert main["frame_auc"] == pytest.approx(float(rec["auc"]), abs=1e-12)

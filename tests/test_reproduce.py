@@ -1,0 +1,114 @@
+"""``python -m mnadlib.reproduce``: a smoke run end to end, never overwriting a run, clear failures and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mnadlib import pipeline, reproduce
+from mnadlib.data import DataError
+from mnadlib.evaluate import EvalResult, VideoScores
+
+
+def test_smoke_run_end_to_end_then_refuses_to_overwrite(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "mnadlib.reproduce", "--smoke", "--name", "smoke", "--runs-dir", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run = tmp_path / "smoke"
+    results = json.loads((run / "results.json").read_text())
+    assert 0 <= results["main"]["frame_auc"] <= 1 and results["main"]["variant"] == "pred_mem"
+    assert {r["model"] for r in results["ablation"]} == {"pred_mem", "pred_nomem", "recon_mem"}
+    assert "Ablation" in done.stdout and "paper protocol" in done.stdout
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "ok" and manifest["python"] == sys.executable and manifest["smoke"]
+    assert [s["notebook"] for s in manifest["steps"]] == ["01_prepare_data", "02_train_pred_mem", "02_train_pred_nomem",
+                                                         "02_train_recon_mem", "03_reproduce_auc", "05_result_figures"]
+    assert all((run / "notebooks" / f"{s['notebook']}.ipynb").is_file() for s in manifest["steps"])
+    kernel = json.loads((run / "results" / "01_prepare_data.json").read_text())
+    assert kernel["python_prefix"] == sys.prefix  # the notebooks ran in this environment
+    figures = json.loads((run / "results" / "05_result_figures.json").read_text())["figures"]
+    assert {Path(f).name for f in figures} >= {"05_regularity.png", "05_roc.png", "05_examples.png", "05_tsne.png"}
+    assert all(Path(f).is_file() for f in figures)
+
+    before = (run / "manifest.json").read_bytes()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert (run / "manifest.json").read_bytes() == before
+
+
+def test_failing_notebook_exits_1_naming_it_and_its_executed_copy(tmp_path: Path, monkeypatch, capsys) -> None:
+    step = ("01_prepare_data", "01_prepare_data", {"dataset": "ped2", "data_root": str(tmp_path), "out_dir": str(tmp_path / "r")})
+    monkeypatch.setattr(reproduce, "plan", lambda *args, **kwargs: [step])
+    assert reproduce.main(["--name", "bad", "--runs-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "notebook 01_prepare_data failed" in err and "DataError" in err
+    assert str(tmp_path / "bad" / "notebooks" / "01_prepare_data.ipynb") in err
+    assert json.loads((tmp_path / "bad" / "manifest.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-p", "epoch", "3"], "unknown parameter(s) ['epoch']"),
+    (["--dataset", "ped2"], "needs --data-root"),
+    (["--variants", "pred_mem,big"], "unknown variant(s) ['big']"),
+    (["--variants", "recon_mem"], "must include pred_mem"),
+])
+def test_bad_arguments_exit_2_without_creating_a_run(tmp_path: Path, capsys, args: list[str], message: str) -> None:
+    assert reproduce.main(["--name", "x", "--runs-dir", str(tmp_path), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_parameters_from_yaml_then_command_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "params.yaml"
+    cfg.write_text("epochs: 3\ndevice: cpu\nmin_auc: 0.9\n")
+    params = reproduce._user_params(str(cfg), [["epochs", "5"], ["use_memory", "false"]])
+    assert params == {"epochs": 5, "device": "cpu", "min_auc": 0.9, "use_memory": False}
+    steps = reproduce.plan("synthped", None, tmp_path / "run", params, smoke=False, variants=["pred_mem", "recon_mem"])
+    by_name = {name: p for name, _, p in steps}
+    assert by_name["02_train_recon_mem"]["method"] == "recon" and by_name["02_train_recon_mem"]["epochs"] == 5
+    assert by_name["02_train_pred_mem"]["use_memory"] is True  # the variant fixes it
+    assert "epochs" not in by_name["03_reproduce_auc"] and by_name["03_reproduce_auc"]["min_auc"] == 0.9
+    bad = tmp_path / "nested.yaml"
+    bad.write_text("train: {epochs: 3}\n")
+    with pytest.raises(ValueError, match="flat YAML"):
+        reproduce._user_params(str(bad), [])
+
+
+def test_help_documents_the_options(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        reproduce.main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--name", "--config", "--smoke", "--dataset", "--data-root", "--param", "--runs-dir", "--variants"):
+        assert flag in out
+
+
+def test_prepare_dataset_reuses_or_regenerates_synthped(tmp_path: Path) -> None:
+    ds = pipeline.prepare_dataset(tmp_path, "synthped", "small", seed=0)
+    meta = ds.path / "testing" / "annotations.json"
+    stamp = meta.stat().st_mtime_ns
+    assert pipeline.prepare_dataset(tmp_path, "synthped").labels == ds.labels  # no preset asked: reused as is
+    assert meta.stat().st_mtime_ns == stamp
+    pipeline.prepare_dataset(tmp_path, "synthped", "small", seed=1)
+    assert json.loads(meta.read_text())["seed"] == 1
+    with pytest.raises(DataError, match="seed 2"):
+        pipeline.prepare_dataset(tmp_path, "synthped", "small", seed=2, generate=False)
+    with pytest.raises(DataError, match="ped2 does not exist"):
+        pipeline.prepare_dataset(tmp_path, "ped2")
+    assert pipeline.expected_counts("ped2")["test_videos"] == 12
+
+
+def test_pick_examples_and_tables() -> None:
+    videos = {"01": VideoScores(frames=[4, 5, 6, 7], score=[0.9, 0.2, 0.1, 0.95], label=[0, 1, 1, 0]),
+              "02": VideoScores(frames=[4, 5, 6], score=[1.0, 0.5, 0.3], label=[0, 0, 1])}
+    result = EvalResult(videos, auc=None, macro_auc=None, config={})
+    assert pipeline.pick_examples(result, 3) == [("01", 6), ("02", 6), ("02", 4)]
+    table = pipeline.format_table([{"a": 1, "b": None}, {"a": 22, "b": "x"}], ("a", "b"))
+    assert table.splitlines() == ["a   b", "--  -", "1   -", "22  x"]
+    rows = pipeline.table1({"pred": {"synthped": 75.0}})
+    assert rows[0] == {"source": "paper", "method": "pred", "ped2": 97.0, "avenue": 88.5, "shanghai": 70.5}
+    assert pipeline.table1_columns("synthped")[-1] == "synthped" and "synthped" not in pipeline.table1_columns("ped2")
