@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import __version__
-from .checkpoint import CheckpointError, atomic_torch_save, read_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from .config import ModelConfig, TrainConfig, to_dict
 from .data import ClipDataset, list_videos
 from .memory import init_items

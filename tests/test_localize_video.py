@@ -18,17 +18,13 @@ import pytest
 import torch
 
 from mnadlib import synth
-from mnadlib.checkpoint import save_checkpoint
 from mnadlib.cli import main
-from mnadlib.config import ModelConfig
 from mnadlib.data import FrameSource, frames_to_video, list_videos, load_masks, open_source, split_dir
 from mnadlib.localize import LocalizeError
 from mnadlib.localize_eval import FORK, OURS, format_table, localization_metrics
 from mnadlib.localize_output import check_masks, write_outputs
 from mnadlib.localize_video import (FrameRange, LocalizeConfig, fit_normal, load_model, localize, parse_range,
                                     relocalize)
-from mnadlib.memory import init_items
-from mnadlib.model import MNAD
 from mnadlib.scoring import regularity
 
 VTEST = Path(os.environ.get("MNADLIB_VTEST", "/usr/share/doc/opencv-doc/examples/data/vtest.avi"))
@@ -49,14 +45,6 @@ def _one_thread(_one_thread_module):
     yield
 
 
-def tiny_checkpoint(path: Path, size: tuple[int, int] = SIZE) -> Path:
-    """An untrained width-0.0625 prediction model saved as a checkpoint trained at ``size``."""
-    torch.manual_seed(0)
-    cfg = ModelConfig(width=0.0625)
-    items = init_items(cfg.msize, cfg.fdim, torch.Generator().manual_seed(0))
-    return save_checkpoint(path, MNAD(cfg).eval(), items, train_config={"size": list(size)})
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny synthped: 2 training and 2 test videos of 48x64 frames."""
@@ -66,8 +54,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt")
+def ckpt(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", SIZE)
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,9 @@ import pytest
 import torch
 
 from mnadlib import synth
-from mnadlib.checkpoint import save_checkpoint
-from mnadlib.config import ModelConfig
 from mnadlib.data import DataError, list_videos, open_source, split_dir
 from mnadlib.localize import LocalizeError
 from mnadlib.localize_video import LocalizeConfig, fit_normal, load_model
-from mnadlib.memory import init_items
-from mnadlib.model import MNAD
 from mnadlib.widgets import (THRESHOLD_CHOICES, LocalizationApp, curve_png, export, frame_view, message,
                              open_session, save_upload, settings, list_test_videos, to_png)
 
@@ -42,14 +38,6 @@ def _one_thread(_one_thread_module):
     yield
 
 
-def _checkpoint(path: Path, size: tuple[int, int]) -> Path:
-    """An untrained width-0.0625 model saved as trained at ``size``."""
-    torch.manual_seed(0)
-    cfg = ModelConfig(width=0.0625)
-    items = init_items(cfg.msize, cfg.fdim, torch.Generator().manual_seed(0))
-    return save_checkpoint(path, MNAD(cfg).eval(), items, train_config={"size": list(size)})
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     preset = synth.SynthPreset(size=(48, 64), train_lengths=(12, 12), test_lengths=(14, 16), normal_test_videos=0,
@@ -58,8 +46,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", (32, 32))
+def ckpt(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", (32, 32))
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +137,7 @@ def test_message_is_html_escaped():
     assert "#1a7f37" in message("ok", ok=True)
 
 
-def test_app_drives_headless_and_shows_bad_input(data, ckpt, tmp_path):
+def test_app_drives_headless_and_shows_bad_input(data, ckpt, tmp_path, tiny_checkpoint):
     app = LocalizationApp(ckpt, data, out_dir=tmp_path)
     assert app.session is not None and "loaded 01" in app.status.value
     first = app.images["frame"].value
@@ -167,5 +155,5 @@ def test_app_drives_headless_and_shows_bad_input(data, ckpt, tmp_path):
     assert "cannot open" in app.status.value
     app._guard(app._export, "csv")
     assert "wrote" in app.status.value and list(tmp_path.glob("*_boxes.csv"))
-    wrong = LocalizationApp(_checkpoint(tmp_path / "w.pt", (64, 64)), data, out_dir=tmp_path, size=(32, 32))
+    wrong = LocalizationApp(tiny_checkpoint(tmp_path / "w.pt", (64, 64)), data, out_dir=tmp_path, size=(32, 32))
     assert "pass --size 64 64" in wrong.status.value and wrong.session is None
