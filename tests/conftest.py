@@ -25,10 +25,25 @@ def parity() -> Path:
     return PARITY
 
 
+def _threads_for(module: object) -> int:
+    """Torch threads for a test module: 2 (the parity pack's) unless it sets ``TORCH_THREADS``.
+
+    Tiny models run fastest, and steadiest on a shared machine, on one thread.
+    """
+    return int(getattr(module, "TORCH_THREADS", 2))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _module_threads(request: pytest.FixtureRequest):
+    """Thread count for the module's own fixtures."""
+    torch.set_num_threads(_threads_for(request.module))
+    yield
+
+
 @pytest.fixture(autouse=True)
-def _threads():
-    """The pack was recorded with 2 intra-op threads."""
-    torch.set_num_threads(2)
+def _threads(request: pytest.FixtureRequest, _module_threads):
+    """Thread count for each test (the parity pack was recorded with 2 intra-op threads)."""
+    torch.set_num_threads(_threads_for(request.module))
     yield
 
 

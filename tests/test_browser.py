@@ -48,7 +48,8 @@ def _free_port() -> int:
 
 def _prepare(tmp: Path) -> Path:
     """The notebook with test parameters injected (papermill --prepare-only), a tiny dataset and model."""
-    pm = pytest.importorskip("papermill")
+    import papermill as pm
+
     if CHECKPOINT:  # a trained synthped model, for a screenshot worth showing
         data, ckpt = synth.generate(tmp / "data", seed=0), Path(CHECKPOINT)
     else:
@@ -77,8 +78,7 @@ def _wait(condition, timeout: float, what: str):
 
 
 def test_notebook_runs_in_chromium_and_slider_changes_the_frame(tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver")
-    pytest.importorskip("jupyterlab")
+    from selenium import webdriver
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from mnadlib import synth
 from mnadlib.cli import main
@@ -29,20 +28,7 @@ from mnadlib.scoring import regularity
 
 VTEST = Path(os.environ.get("MNADLIB_VTEST", "/usr/share/doc/opencv-doc/examples/data/vtest.avi"))
 SIZE = (32, 32)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread_module():
-    """Tiny models run fastest (and steadiest on a shared machine) on one thread, module fixtures included."""
-    torch.set_num_threads(1)
-    yield
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(_one_thread_module):
-    """Override the two threads conftest sets for every test (they are for the parity pack)."""
-    torch.set_num_threads(1)
-    yield
+TORCH_THREADS = 1  # read by conftest
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from mnadlib import synth
 from mnadlib.data import DataError, list_videos, open_source, split_dir
@@ -22,20 +21,9 @@ from mnadlib.localize_video import LocalizeConfig, fit_normal, load_model
 from mnadlib.widgets import (THRESHOLD_CHOICES, LocalizationApp, curve_png, export, frame_view, message,
                              open_session, save_upload, settings, list_test_videos, to_png)
 
-widgets = pytest.importorskip("ipywidgets")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread_module():
-    """Tiny models run fastest on one thread (module fixtures included)."""
-    torch.set_num_threads(1)
-    yield
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(_one_thread_module):
-    torch.set_num_threads(1)
-    yield
+TORCH_THREADS = 1  # read by conftest
 
 
 @pytest.fixture(scope="module")
