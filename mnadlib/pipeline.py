@@ -150,18 +150,20 @@ class Dataset:
         return load_labels(self.labels, [(v.name, len(v)) for v in videos])
 
 
-def prepare_dataset(data_root: str | Path, name: str, synth_preset: str | None = None, seed: int = 0,
+def prepare_dataset(data_root: str | Path, name: str, synth_preset: str | synth.SynthPreset | None = None, seed: int = 0,
                     generate: bool = True, labels: str | Path = "") -> Dataset:
     """Locate ``data_root/name`` and its labels (``labels``, else ``data_root/frame_labels_<name>.npy``).
 
-    synthped is generated when missing (or, with a preset given, when it differs).
+    synthped is generated when missing, when an older generator wrote it, or (with a preset given)
+    when its preset or seed differs.
     """
     root = Path(data_root)
     if name == "synthped":
         ann = root / name / "testing" / "annotations.json"
         meta = json.loads(ann.read_text()) if ann.is_file() else None
         want = json.loads(json.dumps(asdict(synth.get_preset(synth_preset or "small"))))
-        stale = meta is None or (synth_preset is not None and (meta.get("preset") != want or meta.get("seed") != seed))
+        stale = (meta is None or meta.get("generator") != synth.GENERATOR_VERSION
+                 or (synth_preset is not None and (meta.get("preset") != want or meta.get("seed") != seed)))
         if stale and not generate:
             raise DataError(f"{root / name} holds no synthped of preset {synth_preset!r}, seed {seed}; pass generate=True")
         if stale:
@@ -173,6 +175,12 @@ def prepare_dataset(data_root: str | Path, name: str, synth_preset: str | None =
     if labels and not found.is_file():
         raise DataError(f"label file {found} does not exist")
     return Dataset(name, root / name, found if found.is_file() else None)
+
+
+def annotated_objects(dataset: Dataset) -> dict[str, list[dict[str, Any]]] | None:
+    """Per test video, its annotated anomalous objects (synthped's ``annotations.json``), or None without one."""
+    path = dataset.path / "testing" / "annotations.json"
+    return {v: info["objects"] for v, info in json.loads(path.read_text())["videos"].items()} if path.is_file() else None
 
 
 def expected_counts(name: str, synth_preset: str = "small") -> dict[str, int] | None:

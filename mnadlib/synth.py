@@ -4,9 +4,11 @@ Imitates UCSD Ped2 (Mahadevan et al., CVPR 2010) as MNAD (Park et al., CVPR 2020
 it: a fixed camera over a textured walkway with perspective, pedestrians walking along it, and
 in test videos only Ped2's anomalies (cyclists, skateboarders, small carts) plus two subtle ones
 (a runner, and a pedestrian who leaves the walkway across the flow onto the lawn, as in UCSD
-Ped1). Anomalies start mid-video, after a normal stretch. Every actor takes its colours from one
-palette, so anomalies differ from pedestrians only in motion and shape, never in brightness or
-colour. Actors are articulated figures drawn with OpenCV, each into its own mask layer.
+Ped1). Anomalies start mid-video, after a normal stretch. Each video keeps its own crowd size
+from start to end (someone enters soon after someone leaves), so no score drifts with a growing
+crowd. Every actor takes its colours from one palette, so anomalies differ from pedestrians only
+in motion and shape, never in brightness or colour. Actors are articulated figures drawn with
+OpenCV, each into its own mask layer.
 
 Layout as Liu et al. (CVPR 2018) ship Ped2 (``training/frames/01/000.jpg``), labels as the MNAD
 authors ship ``frame_labels_ped2.npy`` (shape (1, N), 1 = anomalous), plus exact pixel masks
@@ -32,6 +34,7 @@ from tqdm import tqdm
 
 Point = tuple[float, float]
 ANOMALY_KINDS = ("cyclist", "skateboarder", "cart", "runner", "lawn_walker")
+GENERATOR_VERSION = 2  # bumped whenever the same (preset, seed) renders different data; 2: steady crowds
 _TOP = (0.30, 0.36)  # walkway far edge as a fraction of H, at the left and right borders
 _BOTTOM = (0.90, 0.96)  # walkway near edge
 _SPEED = {  # nominal speed range: px/frame of a person near the camera in a 240-row frame
@@ -55,7 +58,7 @@ class SynthPreset:
     test_lengths: tuple[int, ...] = (70, 80, 60, 80, 70, 80)  # frames per test video
     normal_test_videos: int = 1  # test videos without any anomaly
     max_events: int = 2  # anomalous actors per anomalous test video, at most
-    crowd: tuple[int, int] = (2, 6)  # fewest and most pedestrians on screen at once
+    crowd: tuple[int, int] = (2, 6)  # range of a video's crowd: pedestrians on screen, steady along the video
     jpeg_quality: int = 95  # cv2 JPEG quality (encoding is deterministic)
 
     def __post_init__(self) -> None:
@@ -121,7 +124,7 @@ class VideoPlan:
     name: str  # "01", "02", ...
     length: int  # frames
     events: tuple[tuple[int, str], ...]  # (first frame, kind) per anomalous actor
-    crowd: tuple[int, int]  # fewest and most pedestrians on screen
+    crowd: tuple[int, int]  # range the video's steady crowd size is drawn from
     seed: np.random.SeedSequence  # drives pedestrians, anomalies, flicker and noise
 
 
@@ -347,6 +350,11 @@ def _step(a: _Actor, scene: Scene) -> None:
         a.phase += 2 * math.pi * px / (_CYCLE[a.kind] * scene.height(a.y) * a.size)
 
 
+def _leaving(a: _Actor, w: int) -> bool:
+    """True once an actor's centre has crossed the frame edge it walks towards."""
+    return (a.dx > 0 and a.x > w) or (a.dx < 0 and a.x < 0)
+
+
 def _gone(a: _Actor, scene: Scene) -> bool:
     """True once an actor has left the frame for good."""
     h, w = scene.size
@@ -429,12 +437,12 @@ def render_video(plan: VideoPlan, scene: Scene) -> Iterator[RenderedFrame]:
     rng = np.random.default_rng(plan.seed)
     h, w = scene.size
     amps, periods, phases = rng.uniform(0.005, 0.015, 2), rng.uniform(30, 120, 2), rng.uniform(0, 2 * math.pi, 2)
-    actors = [_spawn("pedestrian", i + 1, scene, rng, inside=True)
-              for i in range(int(rng.integers(plan.crowd[0], plan.crowd[1] + 1)))]
+    target = int(rng.integers(plan.crowd[0], plan.crowd[1] + 1))  # this video's crowd, held all along
+    actors = [_spawn("pedestrian", i + 1, scene, rng, inside=True) for i in range(target)]
     uid = len(actors)
     for t in range(plan.length):
-        n_ped = sum(a.kind == "pedestrian" for a in actors)
-        if n_ped < plan.crowd[1] and rng.random() < (0.2 if n_ped < plan.crowd[0] else 0.03):
+        n_ped = sum(a.kind == "pedestrian" and not _leaving(a, w) for a in actors)
+        if n_ped < target and rng.random() < 0.2:  # someone enters soon after someone starts to leave
             uid += 1
             actors.append(_spawn("pedestrian", uid, scene, rng))
         for kind in (kind for start, kind in plan.events if start == t):
@@ -512,7 +520,7 @@ def generate(out_root: str | Path, preset: str | SynthPreset = "small", seed: in
             labels += video_labels
             if plan.split == "testing":
                 videos[plan.name] = {"length": plan.length, "objects": objects}
-        meta = {"videos": videos, "preset": dataclasses.asdict(cfg), "seed": seed,
+        meta = {"videos": videos, "preset": dataclasses.asdict(cfg), "seed": seed, "generator": GENERATOR_VERSION,
                 "box_format": "[x0, y0, x1, y1] in frame pixels, x1 and y1 exclusive"}
         (tmp / name / "testing" / "annotations.json").write_text(json.dumps(meta, indent=1))
         np.save(tmp / "labels.npy", np.asarray(labels, np.int64)[None, :])  # (1, N) as the authors ship it

@@ -214,3 +214,18 @@ def test_contact_sheet(small: Path, tmp_path: Path) -> None:
     out = synth.contact_sheet(small, tmp_path / "sheet.png", n=6)
     img = cv2.imread(str(out))
     assert img is not None and img.shape[0] > 200 and img.shape[1] > 600
+
+
+def test_crowd_is_steady_along_each_video() -> None:
+    """A video's crowd neither grows nor thins from start to end (a ramp would read as a drift in any score)."""
+    preset = PRESETS["small"]
+    scene = synth.build_scene(preset.size, 0)
+    drifts, sizes = [], set()
+    for plan in synth.plan_videos(preset, 0):
+        counts = [sum(a.kind == "pedestrian" for a in fr.actors) for fr in synth.render_video(plan, scene)]
+        quarter = len(counts) // 4
+        drifts.append(np.mean(counts[-quarter:]) - np.mean(counts[:quarter]))
+        sizes.add(round(float(np.mean(counts))))
+    assert max(abs(d) for d in drifts) <= 1.0, drifts
+    assert abs(float(np.mean(drifts))) <= 0.3, drifts
+    assert len(sizes) >= 3, f"crowd sizes should differ between videos, got {sizes}"
