@@ -140,7 +140,7 @@ def _versions() -> dict[str, str]:
 
 
 def summary(out: Path) -> str:
-    """The results table of a finished run: the main AUC with its claim, Table 1 and the ablation."""
+    """The results table of a finished run: the main AUC with its claim, Table 1, the ablation and the AUC per kind."""
     res = json.loads((out / "results.json").read_text())
     main, claim = res["main"], res["claims"]
     lines = [f"main model {main['variant']}: frame AUC {100 * main['frame_auc']:.2f}%, macro AUC "
@@ -149,6 +149,9 @@ def summary(out: Path) -> str:
              format_table(res["table1"], table1_columns(res["params"]["dataset"]))]
     if res["ablation"]:
         lines += ["", "Ablation (frame and macro AUC %)", format_table(res["ablation"], ("model", "setting", "frame_auc", "macro_auc"))]
+    if res.get("by_kind"):
+        lines += ["", "Frame AUC % of each anomaly kind (its frames against every normal frame)",
+                  format_table(res["by_kind"], ("kind", "frames", "frame_auc"))]
     return "\n".join(lines)
 
 
