@@ -1,4 +1,4 @@
-"""Command line: ``python -m mnadlib synth | train | evaluate | convert | localize | bench``.
+"""Command line: ``python -m mnadlib synth | train | evaluate | convert | localize | bench | seeds``.
 
 Flags map onto the configuration dataclasses; the stable interface is documented in the README
 and in ``shared/DESIGN.md``. Errors from bad input print one clear line and exit with status 2.
@@ -180,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .localize_cli import add_parser
     add_parser(sub)
+    from .seeds import add_parser as add_seeds
+    add_seeds(sub)
     return ap
 
 

@@ -1,0 +1,108 @@
+"""``python -m mnadlib seeds``: the main model's numbers over several synthped seeds, with their spread.
+
+One synthped ``small`` test split holds five anomalous videos, so a single seed's frame AUC moves
+by several points with where the anomalies happen to walk (near the camera or far). For each seed
+this generates synthped, trains pred + memory with the ``cpu`` preset (data and weights seeded
+alike), and measures the paper's protocol, the ablation rows on that model, the frame AUC per
+anomaly kind and the default localization mode; then prints every row's mean and standard
+deviation over the seeds. A benchmark, not a test: about a minute per seed on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import pipeline
+from .config import ConfigError, preset
+from .data import split_dir
+from .evaluate import auc_by_kind, evaluate
+from .localize_eval import OURS, OURS_NAME, localization_metrics
+from .synth import SynthPreset
+from .train import train
+
+LOCALIZATION_KEYS = ("pixel_auroc", "ucsd_auc", "rbdc", "tbdc")
+
+
+def run_seed(seed: int, work: Path, synth_preset: str | SynthPreset = "small", epochs: int = 0,
+             progress: bool = False) -> dict[str, Any]:
+    """Generate, train (``epochs``; 0: the preset's) and measure one seed under ``work/seed<seed>``; rows in percent."""
+    t0 = time.time()
+    root = work / f"seed{seed}"
+    ds = pipeline.prepare_dataset(root / "data", "synthped", synth_preset, seed=seed)
+    p = preset("cpu", "pred")
+    train_cfg = dataclasses.replace(p.train, seed=seed, device="cpu", epochs=epochs or p.train.epochs)
+    ckpt = train(split_dir(ds.path, "training"), p.model, train_cfg, root / "pred_mem", resume=False, progress=progress)
+    loaded = pipeline.load_model(ckpt, "pred")
+    videos, labels = ds.videos("testing"), ds.test_labels()
+    result = evaluate(loaded.model, loaded.items, videos, pipeline.eval_config(p.eval.alpha, loaded.size, device="cpu"), labels)
+    rows = pipeline.ablation(loaded, "pred_mem", ds, p.eval.alpha, result, videos, labels, device="cpu")
+    objects = pipeline.annotated_objects(ds) or {}
+    loc = localization_metrics(loaded.model, loaded.items, ds.path, loaded.size, modes={OURS_NAME: OURS})[OURS_NAME]
+    return {
+        "seed": seed,
+        "frame_auc": {r["setting"]: r["frame_auc"] for r in rows},
+        "macro_auc": {r["setting"]: r["macro_auc"] for r in rows},
+        "by_kind": {r["kind"]: r["frame_auc"] for r in auc_by_kind(result, objects)},
+        "localization": {k: None if loc[k] is None else round(100 * float(loc[k]), 2) for k in LOCALIZATION_KEYS},
+        "wall_s": round(time.time() - t0, 1),
+    }
+
+
+def spread(runs: Sequence[dict[str, Any]], group: str) -> dict[str, tuple[float, float, int]]:
+    """Per key of ``group``: (mean, sample standard deviation, seeds counted), over runs where it was measured."""
+    keys = dict.fromkeys(k for r in runs for k in r[group])
+    out = {}
+    for key in keys:
+        vals = [r[group][key] for r in runs if r[group].get(key) is not None]
+        if vals:
+            out[key] = (float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, len(vals))
+    return out
+
+
+def report(runs: Sequence[dict[str, Any]]) -> str:
+    """Markdown tables: each row's value per seed, then mean ± standard deviation."""
+    seeds = [r["seed"] for r in runs]
+    lines = []
+    for group, title in (("frame_auc", "frame AUC %"), ("macro_auc", "macro AUC %"),
+                         ("by_kind", "frame AUC % per anomaly kind"), ("localization", "localization %, " + OURS_NAME)):
+        lines += ["", f"| {title} | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± sd |",
+                  "|---|" + "---|" * (len(seeds) + 1)]
+        for key, (mean, sd, n) in spread(runs, group).items():
+            cells = ["-" if r[group].get(key) is None else f"{r[group][key]:.1f}" for r in runs]
+            note = "" if n == len(runs) else f" (n={n})"
+            lines.append(f"| {key} | " + " | ".join(cells) + f" | {mean:.1f} ± {sd:.1f}{note} |")
+    return "\n".join(lines).strip()
+
+
+def add_parser(sub: Any) -> None:
+    """Register the ``seeds`` sub-command."""
+    s = sub.add_parser("seeds", help="the main model's numbers over several synthped seeds (a benchmark, not a test)")
+    s.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    s.add_argument("--work", required=True, help="folder for the data, checkpoints and seeds.json (reused per seed)")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_seeds)
+
+
+def cmd_seeds(args: argparse.Namespace) -> int:
+    """Run every seed, write ``WORK/seeds.json`` and print the tables."""
+    if len(set(args.seeds)) != len(args.seeds):
+        raise ConfigError(f"--seeds repeats a seed: {args.seeds}")
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for seed in args.seeds:
+        runs.append(run_seed(seed, work, progress=not args.quiet))
+        if not args.quiet:
+            print(f"seed {seed}: paper protocol frame AUC {next(iter(runs[-1]['frame_auc'].values())):.2f}% "
+                  f"({runs[-1]['wall_s']} s)", flush=True)
+    (work / "seeds.json").write_text(json.dumps(runs, indent=1))
+    print(report(runs))
+    return 0

@@ -1,0 +1,41 @@
+"""``python -m mnadlib seeds``: one seed end to end on a tiny synthped, the spread table, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mnadlib import cli
+from mnadlib.seeds import report, run_seed, spread
+from mnadlib.synth import SynthPreset
+
+TORCH_THREADS = 1
+TINY = SynthPreset(size=(48, 72), train_lengths=(16, 16), test_lengths=(30, 30, 30), normal_test_videos=1, crowd=(1, 2))
+
+
+def test_one_seed_end_to_end(tmp_path: Path) -> None:
+    run = run_seed(3, tmp_path, synth_preset=TINY, epochs=1)
+    meta = json.loads((tmp_path / "seed3" / "data" / "synthped" / "testing" / "annotations.json").read_text())
+    assert meta["seed"] == 3 and (tmp_path / "seed3" / "pred_mem" / "model.pt").is_file()
+    protocol = run["frame_auc"]["paper protocol: test-time update, per-video min-max"]
+    assert 0 <= protocol <= 100 and "no test-time update" in run["frame_auc"]
+    kinds = {o["kind"] for v in meta["videos"].values() for o in v["objects"]}
+    assert set(run["by_kind"]) == kinds and all(0 <= a <= 100 for a in run["by_kind"].values())
+    assert 0 <= run["localization"]["pixel_auroc"] <= 100
+
+
+def test_spread_and_report_count_only_measured_values() -> None:
+    runs = [{"seed": 0, "frame_auc": {"a": 70.0, "b": None}, "macro_auc": {}, "by_kind": {"cart": 60.0}, "localization": {}},
+            {"seed": 1, "frame_auc": {"a": 80.0, "b": 50.0}, "macro_auc": {}, "by_kind": {"cart": 70.0}, "localization": {}}]
+    got = spread(runs, "frame_auc")
+    assert got["a"] == pytest.approx((75.0, 7.0710678, 2)) and got["b"] == (50.0, 0.0, 1)
+    text = report(runs)
+    assert "| a | 70.0 | 80.0 | 75.0 ± 7.1 |" in text and "| b | - | 50.0 | 50.0 ± 0.0 (n=1) |" in text
+    assert "| cart | 60.0 | 70.0 | 65.0 ± 7.1 |" in text
+
+
+def test_repeated_seed_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["seeds", "--seeds", "1", "1", "--work", str(tmp_path)]) == 2
+    assert "repeats a seed" in capsys.readouterr().err and not any(tmp_path.iterdir())
