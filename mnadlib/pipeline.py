@@ -165,7 +165,9 @@ def prepare_dataset(data_root: str | Path, name: str, synth_preset: str | synth.
         stale = (meta is None or meta.get("generator") != synth.GENERATOR_VERSION
                  or (synth_preset is not None and (meta.get("preset") != want or meta.get("seed") != seed)))
         if stale and not generate:
-            raise DataError(f"{root / name} holds no synthped of preset {synth_preset!r}, seed {seed}; pass generate=True")
+            found = "nothing" if meta is None else f"generator {meta.get('generator', 1)}, seed {meta.get('seed')}"
+            raise DataError(f"{root / name} holds {found}, not synthped generator {synth.GENERATOR_VERSION} of preset "
+                            f"{synth_preset!r}, seed {seed}; pass generate=True to regenerate it")
         if stale:
             synth.generate(root, preset=synth_preset or "small", seed=seed, overwrite=True)
     elif not (root / name).is_dir():

@@ -41,7 +41,8 @@ def run_seed(seed: int, work: Path, synth_preset: str | SynthPreset = "small", e
     train_cfg = dataclasses.replace(p.train, seed=seed, device="cpu", epochs=epochs or p.train.epochs)
     ckpt = train(split_dir(ds.path, "training"), p.model, train_cfg, root / "pred_mem", resume=False, progress=progress)
     loaded = pipeline.load_model(ckpt, "pred")
-    videos, labels = ds.videos("testing"), ds.test_labels()
+    videos = ds.videos("testing")
+    labels = ds.test_labels(videos)
     result = evaluate(loaded.model, loaded.items, videos, pipeline.eval_config(p.eval.alpha, loaded.size, device="cpu"), labels)
     rows = pipeline.ablation(loaded, "pred_mem", ds, p.eval.alpha, result, videos, labels, device="cpu")
     objects = pipeline.annotated_objects(ds) or {}
