@@ -219,6 +219,45 @@ def evaluate(
     return EvalResult(per, auc, macro, config, final)
 
 
+def zero_motion_baseline(
+    videos: list[FrameSource], t_length: int, size: tuple[int, int],
+    labels: dict[str, np.ndarray] | None = None, batch_size: int = 16,
+) -> EvalResult:
+    """The trivial predictor: each frame "predicted" as a copy of the one before, scored like the paper's PSNR.
+
+    A prediction model earns its place only by beating it. It scores the same frames as a
+    ``t_length`` prediction model (the first ``t_length - 1`` of each video are dropped), with
+    per-video min-max PSNR as the regularity (alpha = 1, no feature distance).
+    """
+    if t_length < 2:
+        raise ValueError(f"the zero-motion baseline needs t_length >= 2 (a frame before the target), got {t_length}")
+    if labels is not None:
+        check_labels(videos, labels)
+    dataset = ClipDataset(videos, t_length, size)
+    per: dict[str, VideoScores] = {v.name: VideoScores() for v in videos}
+    window = max(size) // 8
+    k = 0
+    for clip in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        err = scoring.squared_error(clip[:, -6:-3], clip[:, -3:])
+        for mse, patch in zip(err.flatten(1).mean(dim=1).tolist(), patch_mse(err, window).tolist()):
+            name, frame = dataset.video_of(k)
+            s = per[name]
+            s.frames.append(frame)
+            s.psnr.append(scoring.psnr(mse))
+            s.patch_psnr.append(scoring.psnr(patch))
+            s.feature_distance.append(0.0)
+            s.point_score.append(0.0)
+            s.updated.append(False)
+            k += 1
+    for name, s in per.items():
+        s.score = scoring.minmax(s.psnr).tolist()
+        if labels is not None:
+            s.label = [int(v) for v in np.asarray(labels[name])[s.frames]]
+    auc, macro = summarise(per)
+    config = {"baseline": "zero motion", "t_length": t_length, "size": list(size)}
+    return EvalResult(per, auc, macro, config)
+
+
 def summarise(per: dict[str, VideoScores], key: str = "score") -> tuple[float | None, float | None]:
     """Micro (the paper's) and macro frame AUC of a score field; None without labels or with one class."""
     if any(s.label is None for s in per.values()):

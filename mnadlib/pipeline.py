@@ -23,7 +23,7 @@ from . import synth
 from .checkpoint import load_checkpoint, load_original, read_checkpoint
 from .config import EvalConfig, validate_size
 from .data import KNOWN_DATASETS, DataError, FrameSource, list_videos, load_labels, load_masks, split_dir
-from .evaluate import EvalResult, FrameStep, NormalStats, evaluate, iter_frames, rescore
+from .evaluate import EvalResult, FrameStep, NormalStats, evaluate, iter_frames, rescore, zero_motion_baseline
 from .memory import flatten_queries
 from .model import MNAD
 
@@ -291,7 +291,8 @@ def _row(model: str, setting: str, auc: float | None, macro: float | None, sourc
 
 def ablation(main: Loaded, name: str, dataset: Dataset, alpha: float, result: EvalResult,
              videos: Sequence[FrameSource], labels: Mapping[str, np.ndarray], device: str = "auto") -> list[dict[str, Any]]:
-    """Rows on the main model: the paper's protocol (``result``), update off, PSNR only, and the extensions.
+    """Rows on the main model: the paper's protocol (``result``), update off, PSNR only, the extensions,
+    and, for prediction, the zero-motion baseline (the previous frame as the prediction) it must beat.
 
     The normal-frame statistics come from the training videos scored without update; the rows
     that use them score the test videos without update too, so every score is computable online.
@@ -310,6 +311,10 @@ def ablation(main: Loaded, name: str, dataset: Dataset, alpha: float, result: Ev
                      *rescore(plain, alpha, norm="normal", stats=stats)[1:], src))
     rows.append(_row(name, "extensions: patch error + normal-frame normalisation (no update)",
                      *rescore(plain, alpha, error="patch", norm="normal", stats=stats)[1:], src))
+    if main.model.cfg.t_length > 1:
+        base = zero_motion_baseline(list(videos), main.model.cfg.t_length, main.size, dict(labels))
+        rows.append(_row("zero_motion", "baseline: the previous frame as the prediction (PSNR, per-video min-max)",
+                         base.auc, base.macro_auc, "no model"))
     return rows
 
 

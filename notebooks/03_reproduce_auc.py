@@ -28,10 +28,11 @@
 #
 # It prints the paper's Table 1 beside the measured AUC, then an ablation: test-time update off,
 # PSNR alone, the two extensions (patch-level error; normalisation with statistics of normal
-# training frames scored without update) and, when 02 trained them into `train_dir`, the model
-# without memory and the other method. Each row gives the paper's (micro) frame AUC and the
-# macro AUC (mean of per-video AUCs). `results.json` holds everything; the last cell asserts
-# the claim `frame AUC >= min_auc`.
+# training frames scored without update), the zero-motion baseline a prediction model must beat
+# (the previous frame as the prediction, scored the same way) and, when 02 trained them into
+# `train_dir`, the model without memory and the other method. Each row gives the paper's
+# (micro) frame AUC and the macro AUC (mean of per-video AUCs). `results.json` holds
+# everything; the last cell asserts the claim `frame AUC >= min_auc`.
 #
 # **Paths.** Every path is a parameter and must be absolute; `out_dir` left empty is
 # `<system temp dir>/mnadlib/default`, shared with the other notebooks. With no `checkpoint`,
@@ -122,9 +123,11 @@ print(pipeline.format_table(table1, pipeline.table1_columns(dataset)))
 # %% [markdown]
 # ## Ablation
 #
-# Rows on the main model first (evaluation changes only), then the other trained variants
-# found in `train_dir` (each with its own paper `alpha`). Macro AUC is the mean of per-video
-# AUCs over videos holding both classes.
+# Rows on the main model first (evaluation changes only), then, for prediction, the zero-motion
+# baseline (no model: each frame "predicted" by the one before it; a frame predictor that does not
+# beat it has learned nothing the score can use), then the other trained variants found in
+# `train_dir` (each with its own paper `alpha`). Macro AUC is the mean of per-video AUCs over
+# videos holding both classes.
 
 # %%
 rows = []

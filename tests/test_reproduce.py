@@ -21,7 +21,7 @@ def test_smoke_run_end_to_end_then_refuses_to_overwrite(tmp_path: Path) -> None:
     run = tmp_path / "smoke"
     results = json.loads((run / "results.json").read_text())
     assert 0 <= results["main"]["frame_auc"] <= 1 and results["main"]["variant"] == "pred_mem"
-    assert {r["model"] for r in results["ablation"]} == {"pred_mem", "pred_nomem", "recon_mem"}
+    assert {r["model"] for r in results["ablation"]} == {"pred_mem", "zero_motion", "pred_nomem", "recon_mem"}
     assert "Ablation" in done.stdout and "paper protocol" in done.stdout
     assert {r["kind"] for r in results["by_kind"]} <= set(synth.ANOMALY_KINDS) and results["by_kind"]
     assert "each anomaly kind" in done.stdout

@@ -1,15 +1,19 @@
-"""Scores equal the authors' utils.py formulas; the O(n) normalisation equals their O(n^2) loop."""
+"""Scores equal the authors' utils.py formulas; the O(n) normalisation equals their O(n^2) loop; the zero-motion baseline."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from mnadlib import scoring
 from mnadlib.config import ConfigError, EvalConfig, ModelConfig, validate_size
+from mnadlib.data import DataError, list_videos, load_frame
+from mnadlib.evaluate import zero_motion_baseline
 
 
 def test_minmax_equals_authors_loop():
@@ -57,3 +61,32 @@ def test_config_errors():
         ModelConfig(method="flow")  # type: ignore[arg-type]
     assert ModelConfig(method="recon").t_length == 1
     assert ModelConfig(width=0.25).channels == (16, 32, 64, 128)
+
+
+def test_zero_motion_baseline_scores_the_jump_and_aligns_with_the_model_frames(tmp_path: Path) -> None:
+    """A still scene with one sudden change: the baseline ranks that frame lowest, PSNR computed as the paper's."""
+    rng = np.random.default_rng(0)
+    still = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    for name, jump in (("01", 7), ("02", None)):
+        folder = tmp_path / name
+        folder.mkdir()
+        for t in range(10):
+            img = still.copy()
+            if jump is not None and t >= jump:  # a change that stays: only its first frame differs from the one before
+                img[8:16, 8:16] = 255 - img[8:16, 8:16]
+            img[0, 0] = t  # a little change everywhere, so no PSNR is infinite
+            cv2.imwrite(str(folder / f"{t:03d}.png"), img)
+    videos = list_videos(tmp_path)
+    labels = {"01": np.array([0] * 7 + [1] + [0] * 2), "02": np.zeros(10, int)}
+    res = zero_motion_baseline(videos, 5, (32, 32), labels, batch_size=3)
+    assert res.videos["01"].frames == list(range(4, 10)) == res.videos["02"].frames
+    s = res.videos["01"]
+    assert int(np.argmin(s.score)) == s.frames.index(7) and s.score[s.frames.index(7)] == 0.0
+    assert res.macro_auc == 1.0
+    prev, cur = (load_frame(videos[0], t, (32, 32)) for t in (6, 7))
+    mse = float((((cur - prev) / 2) ** 2).mean())
+    assert s.psnr[s.frames.index(7)] == pytest.approx(10 * np.log10(1 / mse), rel=1e-5)
+    with pytest.raises(ValueError, match="t_length >= 2"):
+        zero_motion_baseline(videos, 1, (32, 32))
+    with pytest.raises(DataError, match="labels"):
+        zero_motion_baseline(videos, 5, (32, 32), {"01": labels["01"]})
