@@ -1,4 +1,4 @@
-"""Command line: ``python -m mnadlib synth | train | evaluate | convert | localize | bench | seeds``.
+"""Command line: ``python -m mnadlib synth | train | evaluate | convert | localize | bench | seeds | inject``.
 
 Flags map onto the configuration dataclasses; the stable interface is documented in the README
 and in ``shared/DESIGN.md``. Errors from bad input print one clear line and exit with status 2.
@@ -182,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_parser(sub)
     from .seeds import add_parser as add_seeds
     add_seeds(sub)
+    from .inject import add_parser as add_inject
+    add_inject(sub)
     return ap
 
 
@@ -192,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, CheckpointError, DataError, FileNotFoundError) as exc:
+    except (ConfigError, CheckpointError, DataError, FileNotFoundError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -195,8 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a notebook parameter; VALUE is parsed as YAML (3, 0.5, true, text); repeatable")
     ap.add_argument("--smoke", action="store_true",
                     help=f"CI mode: tiny training ({SMOKE['epochs']} epoch of {SMOKE['max_steps']} steps), no AUC claim")
-    ap.add_argument("--dataset", default="synthped", choices=["synthped", "ped2", "avenue", "shanghai"],
-                    help="dataset name (default synthped, generated in the run folder)")
+    ap.add_argument("--dataset", default="synthped",
+                    help="dataset folder name: synthped (default, generated in the run folder), ped2, avenue, "
+                         "shanghai, or your own (e.g. one written by `python -m mnadlib inject`)")
     ap.add_argument("--data-root", help="folder holding <dataset>/ and frame_labels_<dataset>.npy (needed for real datasets)")
     ap.add_argument("--variants", default=",".join(VARIANTS),
                     help=f"comma-separated variants that 02 trains (default {','.join(VARIANTS)}); the main one is <method>_mem")
@@ -215,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"unknown variant(s) {bad}; choose from {list(VARIANTS)}")
         if f"{user.get('method', 'pred')}_mem" not in variants:
             raise ValueError(f"--variants must include {user.get('method', 'pred')}_mem, the main model 03 evaluates")
+        if not args.dataset or Path(args.dataset).name != args.dataset or args.dataset in (".", ".."):
+            raise ValueError(f"--dataset must be a folder name under --data-root, got {args.dataset!r}")
         if args.dataset != "synthped" and not args.data_root:
             raise ValueError(f"--dataset {args.dataset} needs --data-root (the folder holding {args.dataset}/)")
         data_root = Path(args.data_root).expanduser().resolve() if args.data_root else None

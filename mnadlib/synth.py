@@ -307,11 +307,28 @@ def _palette(rng: np.random.Generator, n: int = 5) -> np.ndarray:
     return np.clip(rng.uniform(50, 200, (n, 1)) + rng.normal(0, 5, (n, 3)), 0, 255)
 
 
-def render_actor(kind: str, height: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One actor of a kind and height on black, with random colours and pose: (BGR crop, bool mask)."""
-    actor = _Actor(0, kind, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0, _palette(rng), False, rng.uniform(0, 2 * math.pi))
+def render_actor(kind: str, height: float, rng: np.random.Generator, phase: float | None = None,
+                 facing: float = 1.0, cols: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One actor of a kind and height on black: (BGR crop, bool mask).
+
+    Colours (``cols``, see ``palette``) and gait or pedal ``phase`` are drawn from ``rng`` unless given;
+    ``facing`` is +1 (moving right) or -1.
+    """
+    cols = _palette(rng) if cols is None else cols
+    phase = rng.uniform(0, 2 * math.pi) if phase is None else phase
+    actor = _Actor(0, kind, 0.0, 0.0, 1.0 if facing >= 0 else -1.0, 0.0, 1.0, 1.0, cols, False, phase)
     pen = _draw(actor, height)
     return pen.img, pen.mask > 0
+
+
+def palette(rng: np.random.Generator) -> np.ndarray:
+    """The (5, 3) BGR colours of one actor, drawn as every synthped actor's are."""
+    return _palette(rng)
+
+
+def gait_step(kind: str, height: float, px: float) -> float:
+    """Phase advance of a kind's gait or pedalling over px pixels of travel at body height (0 for rolling kinds)."""
+    return 2 * math.pi * px / (_CYCLE[kind] * height) if kind in _CYCLE else 0.0
 
 
 def _spawn(kind: str, uid: int, scene: Scene, rng: np.random.Generator, inside: bool = False) -> _Actor:
@@ -534,12 +551,15 @@ def generate(out_root: str | Path, preset: str | SynthPreset = "small", seed: in
 
 
 def contact_sheet(dataset_dir: str | Path, out_png: str | Path, n: int = 8) -> Path:
-    """A grid of test frames: one per anomaly kind (mask outlined in red, box in yellow), the rest normal."""
+    """A grid of test frames: one per anomaly kind (mask outlined in red, box in yellow), the rest normal.
+
+    Works on synthped and on footage written by ``python -m mnadlib inject``.
+    """
     from matplotlib.figure import Figure
 
     ds = Path(dataset_dir)
     meta = json.loads((ds / "testing" / "annotations.json").read_text())
-    videos, (h, w) = meta["videos"], meta["preset"]["size"]
+    videos, (h, w) = meta["videos"], meta.get("frame_size") or meta["preset"]["size"]  # injected, or synthped
     picks: list[tuple[str, int, str]] = []
     for v, info in sorted(videos.items()):
         for obj in info["objects"]:

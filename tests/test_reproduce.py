@@ -55,6 +55,7 @@ def test_failing_notebook_exits_1_naming_it_and_its_executed_copy(tmp_path: Path
 @pytest.mark.parametrize("args, message", [
     (["-p", "epoch", "3"], "unknown parameter(s) ['epoch']"),
     (["--dataset", "ped2"], "needs --data-root"),
+    (["--dataset", "../ped2", "--data-root", "."], "must be a folder name"),
     (["--variants", "pred_mem,big"], "unknown variant(s) ['big']"),
     (["--variants", "recon_mem"], "must include pred_mem"),
 ])

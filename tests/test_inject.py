@@ -1,0 +1,120 @@
+"""``python -m mnadlib inject``: real footage cut into splits, synthped actors pasted in with exact labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from mnadlib import cli, pipeline
+from mnadlib.data import DataError, list_videos, load_masks
+from mnadlib.inject import InjectConfig, inject, typical_motion
+
+H, W = 96, 128
+
+
+def _walkers(folder: Path, n: int = 120, seed: int = 0) -> Path:
+    """A normal scene: textured figures walking left and right at 1-2 px/frame over a textured ground."""
+    rng = np.random.default_rng(seed)
+    ground = cv2.GaussianBlur(rng.integers(90, 170, (H, W, 3)).astype(np.uint8), (5, 5), 1.5)
+    people = [(rng.uniform(8, W - 16), rng.uniform(40, 80), rng.choice((-1, 1)) * rng.uniform(1, 2),
+               rng.integers(0, 80, (14, 8, 3)).astype(np.uint8)) for _ in range(4)]
+    folder.mkdir(parents=True)
+    for t in range(n):
+        img = ground.copy()
+        for x, y, v, look in people:
+            cx = int(round(x + v * t)) % (W - 8)
+            img[int(y) - 14:int(y), cx:cx + 8] = look
+        cv2.imwrite(str(folder / f"{t:04d}.png"), img)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def footage(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _walkers(tmp_path_factory.mktemp("video") / "cam")
+
+
+CFG = InjectConfig(width=0, clip_length=20, train_fraction=0.4, height_fraction=0.3, seed=3)
+
+
+def test_injected_layout_labels_and_masks_agree(footage: Path, tmp_path: Path) -> None:
+    path = inject(footage, tmp_path, "cam", CFG)
+    train, test = list_videos(path / "training" / "frames"), list_videos(path / "testing" / "frames")
+    assert [len(v) for v in train] == [20, 20] and [len(v) for v in test] == [20, 20, 20, 20]
+    labels = np.load(tmp_path / "frame_labels_cam.npy")
+    assert labels.shape == (1, 80)
+    meta = json.loads((path / "testing" / "annotations.json").read_text())
+    assert meta["frame_size"] == [H, W] and 0.9 < meta["typical_motion_px"] < 2.2
+    assert not meta["videos"]["04"]["objects"]  # the last test video stays normal
+    for k, v in enumerate(test):
+        masks = load_masks(path, v)
+        assert labels[0, 20 * k:20 * (k + 1)].tolist() == [int(m.any()) for m in masks]
+        for obj in meta["videos"][v.name]["objects"]:
+            assert obj["kind"] in ("cyclist", "skateboarder", "cart", "runner")
+            for t, (x0, y0, x1, y1) in zip(obj["frames"], obj["boxes"]):
+                assert masks[t][y0:y1, x0:x1].any() and 0 <= x0 < x1 <= W and 0 <= y0 < y1 <= H
+    assert labels[0, :60].sum() > 0 and labels[0, 60:].sum() == 0
+    first = min(o["frames"][0] for o in meta["videos"]["01"]["objects"])
+    before = cv2.imread(str(footage / f"{40 + first - 1:04d}.png"))
+    assert np.array_equal(cv2.imread(str(path / "testing" / "frames" / "01" / f"{first - 1:03d}.jpg")).shape, before.shape)
+    # injected actors cross faster than the footage moves: 2.5-4 times its typical motion
+    for obj in (o for v in meta["videos"].values() for o in v["objects"] if len(o["frames"]) > 3):
+        cx = [(b[0] + b[2]) / 2 for b in obj["boxes"]]
+        inside = [c for c, b in zip(cx, obj["boxes"]) if b[0] > 0 and b[2] < W]
+        if len(inside) > 3:
+            step = np.median(np.abs(np.diff(inside)))
+            assert 1.5 * meta["typical_motion_px"] < step < 6 * meta["typical_motion_px"]
+
+
+def test_same_seed_same_bytes_other_seed_other_events(footage: Path, tmp_path: Path) -> None:
+    a, b = inject(footage, tmp_path / "a", "cam", CFG), inject(footage, tmp_path / "b", "cam", CFG)
+    for f in sorted((a / "testing").rglob("*.*")):
+        assert f.read_bytes() == (b / f.relative_to(a)).read_bytes()
+    c = inject(footage, tmp_path / "c", "cam", InjectConfig(**{**CFG.__dict__, "seed": 4}))
+    ann = lambda p: json.loads((p / "testing" / "annotations.json").read_text())["videos"]
+    assert ann(a) != ann(c)
+
+
+def test_the_pipeline_reads_it_as_a_dataset(footage: Path, tmp_path: Path) -> None:
+    inject(footage, tmp_path, "cam", CFG)
+    ds = pipeline.prepare_dataset(tmp_path, "cam")
+    labels = ds.test_labels()
+    assert sorted(labels) == ["01", "02", "03", "04"] and pipeline.annotated_objects(ds)["01"]
+
+
+def test_bad_input_is_refused_and_nothing_is_overwritten(footage: Path, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="too few"):
+        inject(footage, tmp_path, "cam", InjectConfig(width=0, clip_length=60))
+    still = tmp_path / "in" / "still"
+    still.mkdir(parents=True)
+    for t in range(60):
+        cv2.imwrite(str(still / f"{t:03d}.png"), np.full((H, W, 3), 120, np.uint8))
+    with pytest.raises(DataError, match="hardly moves"):
+        inject(still, tmp_path, "still", CFG)
+    with pytest.raises(DataError):
+        inject(tmp_path / "missing.avi", tmp_path, "x", CFG)
+    with pytest.raises(ValueError, match="train_fraction"):
+        InjectConfig(train_fraction=1.0)
+    path = inject(footage, tmp_path, "cam", CFG)
+    stamp = (path / "testing" / "annotations.json").read_bytes()
+    with pytest.raises(FileExistsError, match="overwrite"):
+        inject(footage, tmp_path, "cam", InjectConfig(**{**CFG.__dict__, "seed": 9}))
+    assert (path / "testing" / "annotations.json").read_bytes() == stamp
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".cam.")]  # no temporary folder left
+
+
+def test_command_line(footage: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    args = ["inject", "--video", str(footage), "--out", str(tmp_path), "--name", "cam", "--width", "0",
+            "--clip-length", "20", "--train-fraction", "0.4", "--height-fraction", "0.3"]
+    assert cli.main(args) == 0
+    assert "4 test videos" in capsys.readouterr().out and (tmp_path / "frame_labels_cam.npy").is_file()
+    assert cli.main(args) == 2 and "overwrite" in capsys.readouterr().err
+
+
+def test_typical_motion_measures_the_walking_speed(footage: Path) -> None:
+    frames = np.stack([cv2.imread(str(p)) for p in sorted(footage.glob("*.png"))[:40]])
+    speed, rows = typical_motion(frames)
+    assert 0.9 < speed < 2.2 and rows.shape == (H,) and rows[:25].sum() < 0.05  # nobody walks up there
