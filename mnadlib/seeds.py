@@ -6,6 +6,9 @@ this generates synthped, trains pred + memory with the ``cpu`` preset (data and 
 alike), and measures the paper's protocol, the ablation rows on that model, the frame AUC per
 anomaly kind and the default localization mode; then prints every row's mean and standard
 deviation over the seeds. A benchmark, not a test: about a minute per seed on 2 CPU cores.
+
+``--footage VIDEO`` does the same on real footage: per seed, ``mnadlib.inject`` pastes another
+set of anomalies into the video's test part, and the model is trained on its normal first part.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from . import pipeline
 from .config import ConfigError, preset
 from .data import split_dir
 from .evaluate import auc_by_kind, evaluate
+from .inject import InjectConfig, inject
 from .localize_eval import OURS, OURS_NAME, localization_metrics
 from .synth import SynthPreset
 from .train import train
@@ -32,11 +36,20 @@ LOCALIZATION_KEYS = ("pixel_auroc", "ucsd_auc", "rbdc", "tbdc")
 
 
 def run_seed(seed: int, work: Path, synth_preset: str | SynthPreset = "small", epochs: int = 0,
-             progress: bool = False) -> dict[str, Any]:
-    """Generate, train (``epochs``; 0: the preset's) and measure one seed under ``work/seed<seed>``; rows in percent."""
+             progress: bool = False, footage: Path | None = None, inject_cfg: InjectConfig | None = None) -> dict[str, Any]:
+    """Generate, train (``epochs``; 0: the preset's) and measure one seed under ``work/seed<seed>``; rows in percent.
+
+    With ``footage`` (a video of a normal scene) the data are that footage with anomalies injected
+    by ``mnadlib.inject`` under this seed, instead of synthped.
+    """
     t0 = time.time()
     root = work / f"seed{seed}"
-    ds = pipeline.prepare_dataset(root / "data", "synthped", synth_preset, seed=seed)
+    if footage is None:
+        ds = pipeline.prepare_dataset(root / "data", "synthped", synth_preset, seed=seed)
+    else:
+        cfg = dataclasses.replace(inject_cfg or InjectConfig(), seed=seed)
+        inject(footage, root / "data", "injected", cfg, overwrite=True)
+        ds = pipeline.prepare_dataset(root / "data", "injected")
     p = preset("cpu", "pred")
     train_cfg = dataclasses.replace(p.train, seed=seed, device="cpu", epochs=epochs or p.train.epochs)
     ckpt = train(split_dir(ds.path, "training"), p.model, train_cfg, root / "pred_mem", resume=False, progress=progress)
@@ -88,6 +101,8 @@ def add_parser(sub: Any) -> None:
     s = sub.add_parser("seeds", help="the main model's numbers over several synthped seeds (a benchmark, not a test)")
     s.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     s.add_argument("--work", required=True, help="folder for the data, checkpoints and seeds.json (reused per seed)")
+    s.add_argument("--footage", help="a video of a normal scene: measure on it with anomalies injected per seed "
+                                     "(python -m mnadlib inject, default settings) instead of on synthped")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_seeds)
 
@@ -100,7 +115,7 @@ def cmd_seeds(args: argparse.Namespace) -> int:
     work.mkdir(parents=True, exist_ok=True)
     runs = []
     for seed in args.seeds:
-        runs.append(run_seed(seed, work, progress=not args.quiet))
+        runs.append(run_seed(seed, work, progress=not args.quiet, footage=Path(args.footage) if args.footage else None))
         if not args.quiet:
             print(f"seed {seed}: paper protocol frame AUC {next(iter(runs[-1]['frame_auc'].values())):.2f}% "
                   f"({runs[-1]['wall_s']} s)", flush=True)

@@ -1,10 +1,12 @@
-"""Shared fixtures: the parity pack of the authors' reference outputs, and small models."""
+"""Shared fixtures: the parity pack of the authors' reference outputs, small models, a tiny normal scene."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -59,3 +61,28 @@ def save_tiny_checkpoint(path: Path, size: tuple[int, int] = (32, 32)) -> Path:
 def tiny_checkpoint():
     """Factory of tiny untrained checkpoints: ``tiny_checkpoint(path, size)``."""
     return save_tiny_checkpoint
+
+
+WALK_HW = (96, 128)
+
+
+def write_walking_footage(folder: Path, n: int = 120, seed: int = 0) -> Path:
+    """A normal scene: textured figures walking left and right at 1-2 px/frame over a textured ground."""
+    rng = np.random.default_rng(seed)
+    ground = cv2.GaussianBlur(rng.integers(90, 170, (*WALK_HW, 3)).astype(np.uint8), (5, 5), 1.5)
+    people = [(rng.uniform(8, WALK_HW[1] - 16), rng.uniform(40, 80), rng.choice((-1, 1)) * rng.uniform(1, 2),
+               rng.integers(0, 80, (14, 8, 3)).astype(np.uint8)) for _ in range(4)]
+    folder.mkdir(parents=True)
+    for t in range(n):
+        img = ground.copy()
+        for x, y, v, look in people:
+            cx = int(round(x + v * t)) % (WALK_HW[1] - 8)
+            img[int(y) - 14:int(y), cx:cx + 8] = look
+        cv2.imwrite(str(folder / f"{t:04d}.png"), img)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def walking_footage():
+    """Factory of tiny normal scenes as frame folders: ``walking_footage(folder, n=120, seed=0)``."""
+    return write_walking_footage

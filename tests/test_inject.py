@@ -13,28 +13,12 @@ from mnadlib import cli, pipeline
 from mnadlib.data import DataError, list_videos, load_masks
 from mnadlib.inject import InjectConfig, inject, typical_motion
 
-H, W = 96, 128
-
-
-def _walkers(folder: Path, n: int = 120, seed: int = 0) -> Path:
-    """A normal scene: textured figures walking left and right at 1-2 px/frame over a textured ground."""
-    rng = np.random.default_rng(seed)
-    ground = cv2.GaussianBlur(rng.integers(90, 170, (H, W, 3)).astype(np.uint8), (5, 5), 1.5)
-    people = [(rng.uniform(8, W - 16), rng.uniform(40, 80), rng.choice((-1, 1)) * rng.uniform(1, 2),
-               rng.integers(0, 80, (14, 8, 3)).astype(np.uint8)) for _ in range(4)]
-    folder.mkdir(parents=True)
-    for t in range(n):
-        img = ground.copy()
-        for x, y, v, look in people:
-            cx = int(round(x + v * t)) % (W - 8)
-            img[int(y) - 14:int(y), cx:cx + 8] = look
-        cv2.imwrite(str(folder / f"{t:04d}.png"), img)
-    return folder
+H, W = 96, 128  # walking_footage's frame size
 
 
 @pytest.fixture(scope="module")
-def footage(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _walkers(tmp_path_factory.mktemp("video") / "cam")
+def footage(tmp_path_factory: pytest.TempPathFactory, walking_footage) -> Path:
+    return walking_footage(tmp_path_factory.mktemp("video") / "cam")
 
 
 CFG = InjectConfig(width=0, clip_length=20, train_fraction=0.4, height_fraction=0.3, seed=3)

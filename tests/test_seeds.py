@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from mnadlib import cli
+from mnadlib.inject import InjectConfig
 from mnadlib.seeds import report, run_seed, spread
 from mnadlib.synth import SynthPreset
 
@@ -39,3 +40,14 @@ def test_spread_and_report_count_only_measured_values() -> None:
 def test_repeated_seed_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["seeds", "--seeds", "1", "1", "--work", str(tmp_path)]) == 2
     assert "repeats a seed" in capsys.readouterr().err and not any(tmp_path.iterdir())
+
+
+def test_one_seed_on_footage_with_injected_anomalies(tmp_path: Path, walking_footage) -> None:
+    video = walking_footage(tmp_path / "cam", n=100)
+    cfg = InjectConfig(width=0, clip_length=20, train_fraction=0.4, height_fraction=0.3)
+    run = run_seed(5, tmp_path / "work", epochs=1, footage=video, inject_cfg=cfg)
+    meta = json.loads((tmp_path / "work" / "seed5" / "data" / "injected" / "testing" / "annotations.json").read_text())
+    assert meta["config"]["seed"] == 5 and meta["source"] == str(video)
+    assert 0 <= run["frame_auc"]["paper protocol: test-time update, per-video min-max"] <= 100
+    assert set(run["by_kind"]) == {o["kind"] for v in meta["videos"].values() for o in v["objects"]}
+    assert "baseline: the previous frame as the prediction (PSNR, per-video min-max)" in run["frame_auc"]
