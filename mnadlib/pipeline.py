@@ -24,6 +24,7 @@ from .checkpoint import load_checkpoint, load_original, read_checkpoint
 from .config import EvalConfig, validate_size
 from .data import KNOWN_DATASETS, DataError, FrameSource, list_videos, load_labels, load_masks, split_dir
 from .evaluate import EvalResult, FrameStep, NormalStats, evaluate, iter_frames, rescore, zero_motion_baseline
+from .inject import InjectConfig, inject
 from .memory import flatten_queries
 from .model import MNAD
 
@@ -151,14 +152,25 @@ class Dataset:
 
 
 def prepare_dataset(data_root: str | Path, name: str, synth_preset: str | synth.SynthPreset | None = None, seed: int = 0,
-                    generate: bool = True, labels: str | Path = "") -> Dataset:
+                    generate: bool = True, labels: str | Path = "", footage: str | Path = "") -> Dataset:
     """Locate ``data_root/name`` and its labels (``labels``, else ``data_root/frame_labels_<name>.npy``).
 
     synthped is generated when missing, when an older generator wrote it, or (with a preset given)
-    when its preset or seed differs.
+    when its preset or seed differs. With ``footage`` (a video of a normal scene), ``name`` is
+    written from it by :func:`mnadlib.inject.inject` with ``seed``, unless it already was.
     """
     root = Path(data_root)
-    if name == "synthped":
+    if footage and name == "synthped":
+        raise DataError("synthped is generated, not injected: give the injected footage another dataset name")
+    if footage:
+        ann = root / name / "testing" / "annotations.json"
+        meta = json.loads(ann.read_text()) if ann.is_file() else {}
+        if meta.get("source") != str(footage) or meta.get("config", {}).get("seed") != seed:
+            if (root / name).exists() and not generate:
+                raise DataError(f"{root / name} was not injected from {footage} with seed {seed}; "
+                                "pass generate=True to rewrite it")
+            inject(footage, root, name, InjectConfig(seed=seed), overwrite=True)
+    elif name == "synthped":
         ann = root / name / "testing" / "annotations.json"
         meta = json.loads(ann.read_text()) if ann.is_file() else None
         want = json.loads(json.dumps(asdict(synth.get_preset(synth_preset or "small"))))

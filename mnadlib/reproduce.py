@@ -3,6 +3,8 @@
 Each run gets its own folder ``runs/<name>/`` holding the executed notebooks, the data (for
 synthped), the trained variants, ``results.json`` (03), the figures and ``manifest.json``
 (parameters, versions, git commit, wall times). An existing run folder is never overwritten.
+With ``--dataset NAME -p footage VIDEO`` the data are a video of your own normal scene with
+anomalies injected into its second half (``mnadlib.inject``), written into the run folder.
 02 runs once per trained variant (``pred_mem``, ``pred_nomem``, ``recon_mem`` by default), so
 that 03 can fill its ablation table. The notebooks' own ``assert`` cells are the claims: when
 one fails, papermill stops, the executed copy shows where, and the command exits with status 1.
@@ -218,8 +220,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--variants must include {user.get('method', 'pred')}_mem, the main model 03 evaluates")
         if not args.dataset or Path(args.dataset).name != args.dataset or args.dataset in (".", ".."):
             raise ValueError(f"--dataset must be a folder name under --data-root, got {args.dataset!r}")
-        if args.dataset != "synthped" and not args.data_root:
-            raise ValueError(f"--dataset {args.dataset} needs --data-root (the folder holding {args.dataset}/)")
+        if user.get("footage"):  # the notebooks run in the run folder: make the video's path absolute
+            user["footage"] = str(Path(str(user["footage"])).expanduser().resolve())
+            if not Path(user["footage"]).exists():
+                raise ValueError(f"footage {user['footage']} does not exist")
+        if args.dataset != "synthped" and not args.data_root and not user.get("footage"):
+            raise ValueError(f"--dataset {args.dataset} needs --data-root (the folder holding {args.dataset}/), "
+                             "or -p footage VIDEO to inject anomalies into a video of a normal scene")
         data_root = Path(args.data_root).expanduser().resolve() if args.data_root else None
         if data_root is not None and not data_root.is_dir():
             raise ValueError(f"--data-root {data_root} does not exist")

@@ -22,6 +22,9 @@
 # cyclists, skateboarders, carts, a runner and a lawn walker as anomalies in the test videos).
 # For Ped2, Avenue or ShanghaiTech, set `dataset` and point `data_root` at the folder holding
 # `<dataset>/{training,testing}/frames/` and the authors' `frame_labels_<dataset>.npy`.
+# For your own camera, set `footage` to a video of its normal scene and `dataset` to a new name:
+# the video's first half becomes the training split and synthped's anomalies are pasted into its
+# second half (`python -m mnadlib inject`), with exact masks and labels.
 #
 # The notebook validates the layout, prints per-split video and frame counts, asserts them
 # against the published counts (synthped: its preset's), and shows a sample frame of each test
@@ -48,14 +51,15 @@ dataset: str = "synthped"  # dataset folder under data_root: synthped, ped2, ave
 data_root: str = ""  # absolute folder holding <dataset>/ and frame_labels_<dataset>.npy; empty: <out_dir>/data
 generate: bool = True  # synthped: generate it when missing or made with another preset or seed
 synth_preset: str = "small"  # synthped size: small (minutes on a CPU) or full (Ped2's counts and frame size)
-seed: int = 0  # synthped generator seed
+seed: int = 0  # synthped generator seed; with footage, the seed of the injected anomalies
+footage: str = ""  # absolute path of a video (or frame folder) of a normal scene to inject anomalies into; empty: none
 show_videos: int = 12  # test videos shown in the sample-frame figure (0: all)
 out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib/default
 
 # %%
 from mnadlib.pipeline import check_params
 
-params = check_params(globals(), paths=("data_root", "out_dir"))
+params = check_params(globals(), paths=("data_root", "out_dir"), existing=("footage",))
 
 # %%
 import time
@@ -76,7 +80,7 @@ print(f"run folder: {run.root}\ndata root:  {root}")
 # ## Generate or locate the dataset, then validate it
 
 # %%
-ds = pipeline.prepare_dataset(root, dataset, synth_preset, seed, generate)
+ds = pipeline.prepare_dataset(root, dataset, synth_preset, seed, generate, footage=footage)
 summary = validate_layout(ds.path, ds.labels)
 counts = pipeline.layout_counts(summary)
 for split in ("training", "testing"):
@@ -114,5 +118,5 @@ out = run.write_json("01_prepare_data", {
 print(f"wrote {out}")
 if expected is not None:
     assert counts == expected, f"{dataset} counts {counts} differ from the published {expected}"
-if dataset == "synthped":
+if dataset == "synthped" or footage:
     assert summary["labels"]["frames"] == counts["test_frames"] and 0 < summary["labels"]["anomalous"] < counts["test_frames"]

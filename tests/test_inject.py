@@ -102,3 +102,20 @@ def test_typical_motion_measures_the_walking_speed(footage: Path) -> None:
     frames = np.stack([cv2.imread(str(p)) for p in sorted(footage.glob("*.png"))[:40]])
     speed, rows = typical_motion(frames)
     assert 0.9 < speed < 2.2 and rows.shape == (H,) and rows[:25].sum() < 0.05  # nobody walks up there
+
+
+def test_prepare_dataset_injects_footage_once_per_source_and_seed(tmp_path: Path, walking_footage) -> None:
+    video = walking_footage(tmp_path / "in" / "cam", n=330)  # the default settings need 4 clips of 80 frames
+    ann = tmp_path / "data" / "cam" / "testing" / "annotations.json"
+    ds = pipeline.prepare_dataset(tmp_path / "data", "cam", seed=2, footage=video)
+    first = ann.read_bytes()
+    assert json.loads(first)["source"] == str(video) and ds.labels is not None
+    pipeline.prepare_dataset(tmp_path / "data", "cam", seed=2, footage=video)
+    assert ann.read_bytes() == first  # reused
+    with pytest.raises(DataError, match="seed 3"):
+        pipeline.prepare_dataset(tmp_path / "data", "cam", seed=3, footage=video, generate=False)
+    assert ann.read_bytes() == first
+    pipeline.prepare_dataset(tmp_path / "data", "cam", seed=3, footage=video)
+    assert json.loads(ann.read_text())["config"]["seed"] == 3
+    with pytest.raises(DataError, match="another dataset name"):
+        pipeline.prepare_dataset(tmp_path / "data", "synthped", footage=video)

@@ -42,6 +42,20 @@ def test_smoke_run_end_to_end_then_refuses_to_overwrite(tmp_path: Path) -> None:
     assert (run / "manifest.json").read_bytes() == before
 
 
+def test_smoke_run_on_own_footage_with_injected_anomalies(tmp_path: Path, walking_footage) -> None:
+    video = walking_footage(tmp_path / "cam", n=330)
+    cmd = [sys.executable, "-m", "mnadlib.reproduce", "--smoke", "--name", "cam", "--runs-dir", str(tmp_path / "runs"),
+           "--dataset", "mycam", "--variants", "pred_mem", "-p", "footage", str(video)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run = tmp_path / "runs" / "cam"
+    meta = json.loads((run / "data" / "mycam" / "testing" / "annotations.json").read_text())
+    assert meta["source"] == str(video) and any(v["objects"] for v in meta["videos"].values())
+    results = json.loads((run / "results.json").read_text())
+    assert 0 <= results["main"]["frame_auc"] <= 1 and "mycam" in done.stdout  # Table 1 gets the dataset's column
+    assert {r["kind"] for r in results["by_kind"]} <= {"cyclist", "skateboarder", "cart", "runner"}
+
+
 def test_failing_notebook_exits_1_naming_it_and_its_executed_copy(tmp_path: Path, monkeypatch, capsys) -> None:
     step = ("01_prepare_data", "01_prepare_data", {"dataset": "ped2", "data_root": str(tmp_path), "out_dir": str(tmp_path / "r")})
     monkeypatch.setattr(reproduce, "plan", lambda *args, **kwargs: [step])
@@ -56,6 +70,7 @@ def test_failing_notebook_exits_1_naming_it_and_its_executed_copy(tmp_path: Path
     (["-p", "epoch", "3"], "unknown parameter(s) ['epoch']"),
     (["--dataset", "ped2"], "needs --data-root"),
     (["--dataset", "../ped2", "--data-root", "."], "must be a folder name"),
+    (["--dataset", "mycam", "-p", "footage", "/no/such/video.mp4"], "does not exist"),
     (["--variants", "pred_mem,big"], "unknown variant(s) ['big']"),
     (["--variants", "recon_mem"], "must include pred_mem"),
 ])
