@@ -294,16 +294,25 @@ def rescore(result: EvalResult, alpha: float, error: str = "frame", norm: str = 
 
     ``norm="video"`` is the authors' per-video min-max; ``norm="normal"`` scales with ``stats`` fitted
     on normal frames, so scores are comparable across videos and computable online.
+    ``norm="running"`` scores PSNR alone (``alpha`` must be 1) as the dB by which a frame falls below
+    the best frame of its video so far: online and free of statistics, but it takes each video's
+    first frames as normal, so a video that opens on an anomaly hides it.
     """
     key = {"frame": "psnr", "patch": "patch_psnr"}[error]
+    if norm not in ("video", "normal", "running"):
+        raise ValueError(f"norm must be 'video', 'normal' or 'running', got {norm!r}")
     if norm == "normal" and stats is None:
         raise ValueError("norm='normal' needs NormalStats fitted on normal frames")
+    if norm == "running" and alpha != 1:
+        raise ValueError(f"norm='running' scores PSNR alone: pass alpha=1, not {alpha}")
     scores: dict[str, np.ndarray] = {}
     for name, s in result.videos.items():
         p = np.asarray(getattr(s, key), dtype=np.float64)
         d = np.asarray(s.feature_distance, dtype=np.float64)
         if norm == "video":
             scores[name] = alpha * scoring.minmax(p) + (1 - alpha) * (1 - scoring.minmax(d))
+        elif norm == "running":
+            scores[name] = p - np.maximum.accumulate(p)
         else:
             assert stats is not None
             (plo, phi), (dlo, dhi) = getattr(stats, key), stats.feature_distance

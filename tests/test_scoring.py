@@ -1,4 +1,4 @@
-"""Scores equal the authors' utils.py formulas; the O(n) normalisation equals their O(n^2) loop; the zero-motion baseline."""
+"""Scores equal the authors' utils.py formulas; the O(n) normalisation equals their O(n^2) loop; the zero-motion baseline and the running-max rescoring."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from mnadlib import scoring
 from mnadlib.config import ConfigError, EvalConfig, ModelConfig, validate_size
 from mnadlib.data import DataError, list_videos, load_frame
-from mnadlib.evaluate import zero_motion_baseline
+from mnadlib.evaluate import EvalResult, NormalStats, VideoScores, rescore, zero_motion_baseline
 
 
 def test_minmax_equals_authors_loop():
@@ -90,3 +90,23 @@ def test_zero_motion_baseline_scores_the_jump_and_aligns_with_the_model_frames(t
         zero_motion_baseline(videos, 1, (32, 32))
     with pytest.raises(DataError, match="labels"):
         zero_motion_baseline(videos, 5, (32, 32), {"01": labels["01"]})
+
+
+def test_rescore_running_max_is_online_and_comparable_across_videos() -> None:
+    """The running-max score uses no future frame, ignores each video's PSNR level, and refuses alpha != 1."""
+    quiet = [40.0, 40.2, 40.1, 37.5, 40.3]  # a quiet video: high PSNR, an anomaly at frame 3
+    crowd = [30.0, 31.0, 30.5, 30.8, 31.2]  # a crowded, fully normal video: lower PSNR all along
+    videos = {"01": VideoScores(frames=list(range(5)), psnr=quiet, feature_distance=[0.0] * 5, label=[0, 0, 0, 1, 0]),
+              "02": VideoScores(frames=list(range(5)), psnr=crowd, feature_distance=[0.0] * 5, label=[0] * 5)}
+    result = EvalResult(videos, None, None, {})
+    scores, auc, _ = rescore(result, 1.0, norm="running")
+    assert scores["01"].tolist() == pytest.approx([0.0, 0.0, -0.1, -2.7, 0.0])
+    assert scores["02"].tolist() == pytest.approx([0.0, 0.0, -0.5, -0.2, 0.0])
+    assert auc == 1.0  # the anomaly is the frame furthest below its video's best so far
+    prefix = EvalResult({"01": VideoScores(frames=[0, 1, 2], psnr=quiet[:3], feature_distance=[0.0] * 3)}, None, None, {})
+    assert rescore(prefix, 1.0, norm="running")[0]["01"].tolist() == scores["01"][:3].tolist()  # the future changes nothing
+    assert rescore(result, 1.0, norm="normal", stats=NormalStats((30, 40), (0, 1), (30, 40)))[1] < 0.5  # the crowd sinks it
+    with pytest.raises(ValueError, match="alpha=1"):
+        rescore(result, 0.6, norm="running")
+    with pytest.raises(ValueError, match="norm must be"):
+        rescore(result, 1.0, norm="online")
