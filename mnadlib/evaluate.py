@@ -296,7 +296,8 @@ def rescore(result: EvalResult, alpha: float, error: str = "frame", norm: str = 
     on normal frames, so scores are comparable across videos and computable online.
     ``norm="running"`` scores PSNR alone (``alpha`` must be 1) as the dB by which a frame falls below
     the best frame of its video so far: online and free of statistics, but it takes each video's
-    first frames as normal, so a video that opens on an anomaly hides it.
+    first frames as normal, so a video that opens on an anomaly hides it, and its reference only
+    rises, so on a long video a crowd that slowly thickens reads as a growing anomaly.
     """
     key = {"frame": "psnr", "patch": "patch_psnr"}[error]
     if norm not in ("video", "normal", "running"):
