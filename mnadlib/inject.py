@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from . import synth
+from .config import ConfigError
 from .data import DataError, FrameSource, list_videos
 
 INJECT_KINDS = ("cyclist", "skateboarder", "cart", "runner")
@@ -46,13 +47,13 @@ class InjectConfig:
     def __post_init__(self) -> None:
         self.speed_factor = (float(self.speed_factor[0]), float(self.speed_factor[1]))
         if self.width < 0 or self.clip_length < 10:
-            raise ValueError(f"width must be >= 0 and clip_length >= 10, got {self.width} and {self.clip_length}")
+            raise ConfigError(f"width must be >= 0 and clip_length >= 10, got {self.width} and {self.clip_length}")
         if not 0 < self.train_fraction < 1:
-            raise ValueError(f"train_fraction must be in (0, 1), got {self.train_fraction}")
+            raise ConfigError(f"train_fraction must be in (0, 1), got {self.train_fraction}")
         if self.normal_test_videos < 0 or self.max_events < 1:
-            raise ValueError("normal_test_videos must be >= 0 and max_events >= 1")
+            raise ConfigError("normal_test_videos must be >= 0 and max_events >= 1")
         if not 0 < self.height_fraction <= 1 or not 0 < self.speed_factor[0] <= self.speed_factor[1]:
-            raise ValueError("height_fraction must be in (0, 1] and speed_factor (low, high) with 0 < low <= high")
+            raise ConfigError("height_fraction must be in (0, 1] and speed_factor (low, high) with 0 < low <= high")
 
 
 def _read_all(source: FrameSource, width: int) -> np.ndarray:
@@ -180,7 +181,7 @@ def inject(video: str | Path, out_root: str | Path, name: str = "injected", cfg:
                         f"with train_fraction={cfg.train_fraction}; lower clip_length or give a longer video")
     root, target = Path(out_root), Path(out_root) / name
     if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
-        raise FileExistsError(f"{target} exists and is not empty; pass overwrite=True to replace it")
+        raise FileExistsError(f"{target} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
     train = frames[: n_train * cfg.clip_length]
     speed, rows = typical_motion(train)
     rng = np.random.default_rng(cfg.seed)

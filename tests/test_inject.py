@@ -96,6 +96,7 @@ def test_command_line(footage: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert cli.main(args) == 0
     assert "4 test videos" in capsys.readouterr().out and (tmp_path / "frame_labels_cam.npy").is_file()
     assert cli.main(args) == 2 and "overwrite" in capsys.readouterr().err
+    assert cli.main([*args, "--overwrite", "--speed-factor", "4", "2"]) == 2 and "speed_factor" in capsys.readouterr().err
 
 
 def test_typical_motion_measures_the_walking_speed(footage: Path) -> None:
