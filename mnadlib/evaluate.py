@@ -210,11 +210,7 @@ def evaluate(
         for key in FIELDS:
             getattr(s, key).append(getattr(step, key))
         final = step.memory_after
-    for name, s in per.items():
-        s.score = scoring.regularity(s.psnr, s.feature_distance, cfg.alpha).tolist()
-        if labels is not None:
-            s.label = [int(v) for v in np.asarray(labels[name])[s.frames]]
-    auc, macro = summarise(per)
+    auc, macro = _score(per, cfg.alpha, labels)
     config = {**to_dict(cfg), "method": model.cfg.method, "t_length": model.cfg.t_length}
     return EvalResult(per, auc, macro, config, final)
 
@@ -249,13 +245,19 @@ def zero_motion_baseline(
             s.point_score.append(0.0)
             s.updated.append(False)
             k += 1
-    for name, s in per.items():
-        s.score = scoring.minmax(s.psnr).tolist()
-        if labels is not None:
-            s.label = [int(v) for v in np.asarray(labels[name])[s.frames]]
-    auc, macro = summarise(per)
+    auc, macro = _score(per, 1.0, labels)
     config = {"baseline": "zero motion", "t_length": t_length, "size": list(size)}
     return EvalResult(per, auc, macro, config)
+
+
+def _score(per: dict[str, VideoScores], alpha: float, labels: dict[str, np.ndarray] | None
+           ) -> tuple[float | None, float | None]:
+    """Fill each video's regularity scores (Eq. 12) and labels; return the micro and macro frame AUC."""
+    for name, s in per.items():
+        s.score = scoring.regularity(s.psnr, s.feature_distance, alpha).tolist()
+        if labels is not None:
+            s.label = [int(v) for v in np.asarray(labels[name])[s.frames]]
+    return summarise(per)
 
 
 def summarise(per: dict[str, VideoScores], key: str = "score") -> tuple[float | None, float | None]:

@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -149,7 +147,7 @@ def _inject(frames: np.ndarray, events: list[_Event], h: float) -> tuple[np.ndar
         x = -0.8 * h if ev.facing > 0 else W + 0.8 * h  # just outside the frame
         phase = ev.phase
         for t in range(ev.start, len(frames)):
-            sprite, mask = synth.render_actor(ev.kind, h, np.random.default_rng(0), phase, ev.facing, ev.cols)
+            sprite, mask = synth.render_actor(ev.kind, h, phase=phase, facing=ev.facing, cols=ev.cols)
             vis = _paste(out[t], sprite, mask, x, ev.y)
             if vis.any():
                 ys, xs = np.nonzero(vis)
@@ -179,19 +177,14 @@ def inject(video: str | Path, out_root: str | Path, name: str = "injected", cfg:
         raise DataError(f"{video} has {len(frames)} frames: too few for a training video and "
                         f"{cfg.normal_test_videos + 1} test videos of clip_length={cfg.clip_length} frames "
                         f"with train_fraction={cfg.train_fraction}; lower clip_length or give a longer video")
-    root, target = Path(out_root), Path(out_root) / name
-    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
-        raise FileExistsError(f"{target} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
-    train = frames[: n_train * cfg.clip_length]
-    speed, rows = typical_motion(train)
-    rng = np.random.default_rng(cfg.seed)
     L = cfg.clip_length
+    train = frames[: n_train * L]
     h = cfg.height_fraction * frames.shape[1]
-    plans = _plan(cfg, n_test, L, frames.shape[1:3], speed, rows, rng)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=root))
-    try:
-        ds, labels, videos = tmp / name, [], {}
+
+    def write(ds: Path) -> list[int]:
+        speed, rows = typical_motion(train)
+        plans = _plan(cfg, n_test, L, frames.shape[1:3], speed, rows, np.random.default_rng(cfg.seed))
+        labels, videos = [], {}
         for v in range(n_train):
             _write(ds / "training" / "frames" / f"{v + 1:02d}", train[v * L:(v + 1) * L], cfg.jpeg_quality)
         for v, events in enumerate(plans):
@@ -203,17 +196,11 @@ def inject(video: str | Path, out_root: str | Path, name: str = "injected", cfg:
             labels += [int(m.any()) for m in masks]
             videos[vname] = {"length": L, "source_first_frame": start, "objects": objects}
         meta = {"videos": videos, "source": str(video), "config": asdict(cfg), "typical_motion_px": speed,
-                "frame_size": list(frames.shape[1:3]),
-                "box_format": "[x0, y0, x1, y1] in frame pixels, x1 and y1 exclusive"}
+                "frame_size": list(frames.shape[1:3]), "box_format": synth.BOX_FORMAT}
         (ds / "testing" / "annotations.json").write_text(json.dumps(meta, indent=1))
-        np.save(tmp / "labels.npy", np.asarray(labels, np.int64)[None, :])
-        if target.exists():
-            target.rename(tmp / "replaced")
-        (tmp / "labels.npy").replace(root / f"frame_labels_{name}.npy")
-        ds.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+        return labels
+
+    return synth.write_dataset(out_root, name, write, overwrite)
 
 
 def _write(folder: Path, images: np.ndarray, quality: int = 0) -> None:

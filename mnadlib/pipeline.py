@@ -9,6 +9,7 @@ test-time update, prediction vs reconstruction) and adds the two extensions of
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -152,24 +153,27 @@ class Dataset:
 
 
 def prepare_dataset(data_root: str | Path, name: str, synth_preset: str | synth.SynthPreset | None = None, seed: int = 0,
-                    generate: bool = True, labels: str | Path = "", footage: str | Path = "") -> Dataset:
+                    generate: bool = True, labels: str | Path = "", footage: str | Path = "",
+                    inject_cfg: InjectConfig | None = None) -> Dataset:
     """Locate ``data_root/name`` and its labels (``labels``, else ``data_root/frame_labels_<name>.npy``).
 
     synthped is generated when missing, when an older generator wrote it, or (with a preset given)
     when its preset or seed differs. With ``footage`` (a video of a normal scene), ``name`` is
-    written from it by :func:`mnadlib.inject.inject` with ``seed``, unless it already was.
+    written from it by :func:`mnadlib.inject.inject` with ``inject_cfg`` (default settings) and
+    ``seed``, unless it already was.
     """
     root = Path(data_root)
     if footage and name == "synthped":
         raise DataError("synthped is generated, not injected: give the injected footage another dataset name")
     if footage:
+        cfg = dataclasses.replace(inject_cfg or InjectConfig(), seed=seed)
         ann = root / name / "testing" / "annotations.json"
         meta = json.loads(ann.read_text()) if ann.is_file() else {}
-        if meta.get("source") != str(footage) or meta.get("config", {}).get("seed") != seed:
+        if meta.get("source") != str(footage) or meta.get("config") != json.loads(json.dumps(asdict(cfg))):
             if (root / name).exists() and not generate:
-                raise DataError(f"{root / name} was not injected from {footage} with seed {seed}; "
+                raise DataError(f"{root / name} was not injected from {footage} with these settings and seed {seed}; "
                                 "pass generate=True to rewrite it")
-            inject(footage, root, name, InjectConfig(seed=seed), overwrite=True)
+            inject(footage, root, name, cfg, overwrite=True)
     elif name == "synthped":
         ann = root / name / "testing" / "annotations.json"
         meta = json.loads(ann.read_text()) if ann.is_file() else None

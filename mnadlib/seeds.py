@@ -27,7 +27,7 @@ from . import pipeline
 from .config import ConfigError, preset
 from .data import split_dir
 from .evaluate import auc_by_kind, evaluate
-from .inject import InjectConfig, inject
+from .inject import InjectConfig
 from .localize_eval import OURS, OURS_NAME, localization_metrics
 from .synth import SynthPreset
 from .train import train
@@ -47,9 +47,7 @@ def run_seed(seed: int, work: Path, synth_preset: str | SynthPreset = "small", e
     if footage is None:
         ds = pipeline.prepare_dataset(root / "data", "synthped", synth_preset, seed=seed)
     else:
-        cfg = dataclasses.replace(inject_cfg or InjectConfig(), seed=seed)
-        inject(footage, root / "data", "injected", cfg, overwrite=True)
-        ds = pipeline.prepare_dataset(root / "data", "injected")
+        ds = pipeline.prepare_dataset(root / "data", "injected", seed=seed, footage=footage, inject_cfg=inject_cfg)
     p = preset("cpu", "pred")
     train_cfg = dataclasses.replace(p.train, seed=seed, device="cpu", epochs=epochs or p.train.epochs)
     ckpt = train(split_dir(ds.path, "training"), p.model, train_cfg, root / "pred_mem", resume=False, progress=progress)

@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 Point = tuple[float, float]
 ANOMALY_KINDS = ("cyclist", "skateboarder", "cart", "runner", "lawn_walker")
+BOX_FORMAT = "[x0, y0, x1, y1] in frame pixels, x1 and y1 exclusive"
 GENERATOR_VERSION = 2  # bumped whenever the same (preset, seed) renders different data; 2: steady crowds
 _TOP = (0.30, 0.36)  # walkway far edge as a fraction of H, at the left and right borders
 _BOTTOM = (0.90, 0.96)  # walkway near edge
@@ -302,33 +303,30 @@ def _draw(a: _Actor, h: float) -> _Pen:
     return pen
 
 
-def _palette(rng: np.random.Generator, n: int = 5) -> np.ndarray:
+def palette(rng: np.random.Generator, n: int = 5) -> np.ndarray:
     """n BGR colours, greyish with a mild tint: the one palette of pedestrians and anomalies alike."""
     return np.clip(rng.uniform(50, 200, (n, 1)) + rng.normal(0, 5, (n, 3)), 0, 255)
 
 
-def render_actor(kind: str, height: float, rng: np.random.Generator, phase: float | None = None,
+def render_actor(kind: str, height: float, rng: np.random.Generator | None = None, phase: float | None = None,
                  facing: float = 1.0, cols: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One actor of a kind and height on black: (BGR crop, bool mask).
 
     Colours (``cols``, see ``palette``) and gait or pedal ``phase`` are drawn from ``rng`` unless given;
     ``facing`` is +1 (moving right) or -1.
     """
-    cols = _palette(rng) if cols is None else cols
+    if rng is None and (cols is None or phase is None):
+        raise ValueError("render_actor needs rng to draw the colours or phase it is not given")
+    cols = palette(rng) if cols is None else cols
     phase = rng.uniform(0, 2 * math.pi) if phase is None else phase
     actor = _Actor(0, kind, 0.0, 0.0, 1.0 if facing >= 0 else -1.0, 0.0, 1.0, 1.0, cols, False, phase)
     pen = _draw(actor, height)
     return pen.img, pen.mask > 0
 
 
-def palette(rng: np.random.Generator) -> np.ndarray:
-    """The (5, 3) BGR colours of one actor, drawn as every synthped actor's are."""
-    return _palette(rng)
-
-
-def gait_step(kind: str, height: float, px: float) -> float:
+def gait_step(kind: str, height: float, px: float, size: float = 1.0) -> float:
     """Phase advance of a kind's gait or pedalling over px pixels of travel at body height (0 for rolling kinds)."""
-    return 2 * math.pi * px / (_CYCLE[kind] * height) if kind in _CYCLE else 0.0
+    return 2 * math.pi * px / (_CYCLE[kind] * height * size) if kind in _CYCLE else 0.0
 
 
 def _spawn(kind: str, uid: int, scene: Scene, rng: np.random.Generator, inside: bool = False) -> _Actor:
@@ -343,7 +341,7 @@ def _spawn(kind: str, uid: int, scene: Scene, rng: np.random.Generator, inside: 
     dx, dy = d, d * (_TOP[1] - _TOP[0]) * h / w + rng.normal(0, 0.03)  # along the walkway, a little astray
     norm = math.hypot(dx, dy)
     u, size, phase = rng.uniform(*_SPEED[kind]), rng.uniform(0.9, 1.1), rng.uniform(0, 2 * math.pi)
-    a = _Actor(uid, kind, x, y, dx / norm, dy / norm, u, size, _palette(rng), True, phase)
+    a = _Actor(uid, kind, x, y, dx / norm, dy / norm, u, size, palette(rng), True, phase)
     if kind == "lawn_walker":  # enters, already heading off across the flow
         _turn_off(a, scene, rng.uniform(0.4, 0.6))
     return a
@@ -363,8 +361,7 @@ def _step(a: _Actor, scene: Scene) -> None:
     if a.lane:
         margin = 0.03 * scene.size[0]
         a.y = min(max(a.y, scene.edge(_TOP, a.x) + margin), scene.edge(_BOTTOM, a.x) - margin)
-    if a.kind in _CYCLE:
-        a.phase += 2 * math.pi * px / (_CYCLE[a.kind] * scene.height(a.y) * a.size)
+    a.phase += gait_step(a.kind, scene.height(a.y), px, a.size)
 
 
 def _leaving(a: _Actor, w: int) -> bool:
@@ -524,22 +521,33 @@ def generate(out_root: str | Path, preset: str | SynthPreset = "small", seed: in
              progress: bool = False, overwrite: bool = False) -> Path:
     """Write out_root/name and out_root/frame_labels_<name>.npy atomically; return out_root/name."""
     cfg = get_preset(preset)
-    root = Path(out_root)
-    target = root / name
-    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
-        raise FileExistsError(f"{target} exists and is not empty; pass overwrite=True to replace it")
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=root))  # same filesystem: atomic renames
-    try:
+
+    def write(ds: Path) -> list[int]:
         scene, labels, videos = build_scene(cfg.size, seed), [], {}
         for plan in tqdm(plan_videos(cfg, seed), desc=f"synth {name}", unit="video", disable=not progress):
-            video_labels, objects = _write_video(plan, scene, tmp / name, cfg.jpeg_quality)
+            video_labels, objects = _write_video(plan, scene, ds, cfg.jpeg_quality)
             labels += video_labels
             if plan.split == "testing":
                 videos[plan.name] = {"length": plan.length, "objects": objects}
         meta = {"videos": videos, "preset": dataclasses.asdict(cfg), "seed": seed, "generator": GENERATOR_VERSION,
-                "box_format": "[x0, y0, x1, y1] in frame pixels, x1 and y1 exclusive"}
-        (tmp / name / "testing" / "annotations.json").write_text(json.dumps(meta, indent=1))
+                "box_format": BOX_FORMAT}
+        (ds / "testing" / "annotations.json").write_text(json.dumps(meta, indent=1))
+        return labels
+
+    return write_dataset(out_root, name, write, overwrite)
+
+
+def write_dataset(out_root: str | Path, name: str, write: Callable[[Path], list[int]], overwrite: bool = False) -> Path:
+    """Build ``out_root/name`` with ``write(folder) -> test frame labels`` beside it, then move it and
+    ``out_root/frame_labels_<name>.npy`` into place: a failure leaves an earlier dataset untouched."""
+    root = Path(out_root)
+    target = root / name
+    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
+        raise FileExistsError(f"{target} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=root))  # same filesystem: atomic renames
+    try:
+        labels = write(tmp / name)
         np.save(tmp / "labels.npy", np.asarray(labels, np.int64)[None, :])  # (1, N) as the authors ship it
         if target.exists():
             target.rename(tmp / "replaced")
