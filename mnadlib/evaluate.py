@@ -273,6 +273,17 @@ def summarise(per: dict[str, VideoScores], key: str = "score") -> tuple[float | 
     return scoring.frame_auc(scores, labels), macro
 
 
+def mean_psnr(result: EvalResult, label: int | None = 0) -> float | None:
+    """Mean PSNR (dB) of the frames carrying ``label`` (None: every frame); None when there are none.
+
+    On normal frames it measures how well a predictor learned normality, whatever the score does
+    with it afterwards.
+    """
+    vals = [p for s in result.videos.values() for i, p in enumerate(s.psnr)
+            if label is None or (s.label is not None and s.label[i] == label)]
+    return float(np.mean(vals)) if vals else None
+
+
 @dataclass
 class NormalStats:
     """Statistics of normal frames for online normalisation (an extension: the paper normalises per test video)."""

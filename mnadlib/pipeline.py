@@ -24,7 +24,7 @@ from . import synth
 from .checkpoint import load_checkpoint, load_original, read_checkpoint
 from .config import EvalConfig, validate_size
 from .data import KNOWN_DATASETS, DataError, FrameSource, list_videos, load_labels, load_masks, split_dir
-from .evaluate import EvalResult, FrameStep, NormalStats, evaluate, iter_frames, rescore, zero_motion_baseline
+from .evaluate import EvalResult, FrameStep, NormalStats, evaluate, iter_frames, mean_psnr, rescore, zero_motion_baseline
 from .inject import InjectConfig, inject
 from .memory import flatten_queries
 from .model import MNAD
@@ -305,13 +305,39 @@ def _row(model: str, setting: str, auc: float | None, macro: float | None, sourc
     return {"model": model, "setting": setting, "frame_auc": pct(auc), "macro_auc": pct(macro), "checkpoint": source}
 
 
+def copy_baseline(main: Loaded, videos: Sequence[FrameSource], labels: Mapping[str, np.ndarray]) -> EvalResult | None:
+    """The zero-motion baseline on the frames ``main`` scores, or None for reconstruction (nothing to copy)."""
+    if main.model.cfg.t_length < 2:
+        return None
+    return zero_motion_baseline(list(videos), main.model.cfg.t_length, main.size, dict(labels))
+
+
+def prediction_quality(name: str, result: EvalResult, baseline: EvalResult | None) -> list[dict[str, Any]]:
+    """Mean PSNR (dB) on normal and on anomalous test frames, of the model and of copying the previous frame.
+
+    A predictor whose normal-frame PSNR is below the copy's has not learned normal motion yet:
+    its scores can separate no more than the copy's do (under-trained, or too coarse a preset).
+    """
+    def row(predictor: str, res: EvalResult) -> dict[str, Any]:
+        normal, anomalous = mean_psnr(res, 0), mean_psnr(res, 1)
+        gap = None if normal is None or anomalous is None else round(normal - anomalous, 3)
+        return {"predictor": predictor, "normal_psnr": None if normal is None else round(normal, 3),
+                "anomalous_psnr": None if anomalous is None else round(anomalous, 3), "gap_db": gap}
+    rows = [row(name, result)]
+    if baseline is not None:
+        rows.append(row("zero_motion (the previous frame)", baseline))
+    return rows
+
+
 def ablation(main: Loaded, name: str, dataset: Dataset, alpha: float, result: EvalResult,
-             videos: Sequence[FrameSource], labels: Mapping[str, np.ndarray], device: str = "auto") -> list[dict[str, Any]]:
+             videos: Sequence[FrameSource], labels: Mapping[str, np.ndarray], device: str = "auto",
+             baseline: EvalResult | None = None) -> list[dict[str, Any]]:
     """Rows on the main model: the paper's protocol (``result``), update off, PSNR only, the extensions,
     and, for prediction, the zero-motion baseline (the previous frame as the prediction) it must beat.
 
     The normal-frame statistics come from the training videos scored without update; the rows
     that use them score the test videos without update too, so every score is computable online.
+    ``baseline`` is :func:`copy_baseline` when the caller already has it (computed here otherwise).
     """
     src = main.source
     rows = [_row(name, "paper protocol: test-time update, per-video min-max", result.auc, result.macro_auc, src)]
@@ -329,8 +355,8 @@ def ablation(main: Loaded, name: str, dataset: Dataset, alpha: float, result: Ev
                      *rescore(plain, alpha, norm="normal", stats=stats)[1:], src))
     rows.append(_row(name, "extensions: patch error + normal-frame normalisation (no update)",
                      *rescore(plain, alpha, error="patch", norm="normal", stats=stats)[1:], src))
-    if main.model.cfg.t_length > 1:
-        base = zero_motion_baseline(list(videos), main.model.cfg.t_length, main.size, dict(labels))
+    base = baseline if baseline is not None else copy_baseline(main, videos, labels)
+    if base is not None:
         rows.append(_row("zero_motion", "baseline: the previous frame as the prediction (PSNR, per-video min-max)",
                          base.auc, base.macro_auc, "no model"))
         rows.append(_row("zero_motion", "baseline: the previous frame as the prediction (online running-max PSNR)",

@@ -151,6 +151,9 @@ def summary(out: Path) -> str:
              format_table(res["table1"], table1_columns(res["params"]["dataset"]))]
     if res["ablation"]:
         lines += ["", "Ablation (frame and macro AUC %)", format_table(res["ablation"], ("model", "setting", "frame_auc", "macro_auc"))]
+    if res.get("prediction_quality"):
+        lines += ["", "Mean PSNR (dB) on normal and anomalous test frames: the model against copying the previous frame",
+                  format_table(res["prediction_quality"], ("predictor", "normal_psnr", "anomalous_psnr", "gap_db"))]
     if res.get("by_kind"):
         lines += ["", "Frame AUC % of each anomaly kind (its frames against every normal frame)",
                   format_table(res["by_kind"], ("kind", "frames", "frame_auc"))]

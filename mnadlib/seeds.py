@@ -55,7 +55,9 @@ def run_seed(seed: int, work: Path, synth_preset: str | SynthPreset = "small", e
     videos = ds.videos("testing")
     labels = ds.test_labels(videos)
     result = evaluate(loaded.model, loaded.items, videos, pipeline.eval_config(p.eval.alpha, loaded.size, device="cpu"), labels)
-    rows = pipeline.ablation(loaded, "pred_mem", ds, p.eval.alpha, result, videos, labels, device="cpu")
+    baseline = pipeline.copy_baseline(loaded, videos, labels)
+    rows = pipeline.ablation(loaded, "pred_mem", ds, p.eval.alpha, result, videos, labels, device="cpu", baseline=baseline)
+    quality = pipeline.prediction_quality("model", result, baseline)
     objects = pipeline.annotated_objects(ds) or {}
     loc = localization_metrics(loaded.model, loaded.items, ds.path, loaded.size, modes={OURS_NAME: OURS})[OURS_NAME]
     return {
@@ -63,6 +65,7 @@ def run_seed(seed: int, work: Path, synth_preset: str | SynthPreset = "small", e
         "frame_auc": {r["setting"]: r["frame_auc"] for r in rows},
         "macro_auc": {r["setting"]: r["macro_auc"] for r in rows},
         "by_kind": {r["kind"]: r["frame_auc"] for r in auc_by_kind(result, objects)},
+        "psnr": {f"{q['predictor']}, {k} frames": q[f"{k}_psnr"] for q in quality for k in ("normal", "anomalous")},
         "localization": {k: None if loc[k] is None else round(100 * float(loc[k]), 2) for k in LOCALIZATION_KEYS},
         "wall_s": round(time.time() - t0, 1),
     }
@@ -84,7 +87,8 @@ def report(runs: Sequence[dict[str, Any]]) -> str:
     seeds = [r["seed"] for r in runs]
     lines = []
     for group, title in (("frame_auc", "frame AUC %"), ("macro_auc", "macro AUC %"),
-                         ("by_kind", "frame AUC % per anomaly kind"), ("localization", "localization %, " + OURS_NAME)):
+                         ("by_kind", "frame AUC % per anomaly kind"), ("psnr", "mean PSNR dB"),
+                         ("localization", "localization %, " + OURS_NAME)):
         lines += ["", f"| {title} | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± sd |",
                   "|---|" + "---|" * (len(seeds) + 1)]
         for key, (mean, sd, n) in spread(runs, group).items():

@@ -33,7 +33,9 @@
 # zero-motion baseline a prediction model must beat (the previous frame as the prediction,
 # scored the same way) and, when 02 trained them into `train_dir`, the model without memory and
 # the other method. Each row gives the paper's
-# (micro) frame AUC and the macro AUC (mean of per-video AUCs). `results.json` holds
+# (micro) frame AUC and the macro AUC (mean of per-video AUCs). Then the model's mean PSNR on
+# normal and anomalous frames beside the copy's, which says whether it learned normal motion at
+# all. `results.json` holds
 # everything; the last cell asserts the claim `frame AUC >= min_auc`.
 #
 # **Paths.** Every path is a parameter and must be absolute; `out_dir` left empty is
@@ -132,12 +134,27 @@ print(pipeline.format_table(table1, pipeline.table1_columns(dataset)))
 # videos holding both classes.
 
 # %%
+baseline = pipeline.copy_baseline(main, videos, frame_labels)
 rows = []
 if ablation:
-    rows = pipeline.ablation(main, variant, ds, alpha, result, videos, frame_labels, device)
+    rows = pipeline.ablation(main, variant, ds, alpha, result, videos, frame_labels, device, baseline=baseline)
     rows += pipeline.variant_rows(Path(train_dir) if train_dir else run.train, exclude=variant, videos=videos,
                                   labels=frame_labels, results_dir=run.results, device=device, th=th)
     print(pipeline.format_table(rows, ("model", "setting", "frame_auc", "macro_auc")))
+
+# %% [markdown]
+# ## How well the model predicts
+#
+# Mean PSNR (dB) on the normal and on the anomalous test frames, and their gap, for the model and,
+# for prediction, for copying the previous frame. A model below the copy on normal frames has not
+# learned normal motion yet (too few epochs or too coarse a preset): its score can then separate
+# little more than the copy's does, whatever the normalisation.
+
+# %%
+quality = pipeline.prediction_quality(variant, result, baseline)
+print(pipeline.format_table(quality, ("predictor", "normal_psnr", "anomalous_psnr", "gap_db")))
+if baseline is not None and quality[0]["normal_psnr"] < quality[1]["normal_psnr"]:
+    print("note: the model predicts normal frames worse than copying the previous frame does (under-trained)")
 
 # %% [markdown]
 # ## Which anomalies the score separates
@@ -160,8 +177,10 @@ claims = {"min_auc": min_auc, "frame_auc": result.auc, "holds": result.auc >= mi
 out = pipeline.write_results(run, {
     "params": params, "dataset": ds.path, "main": {"checkpoint": main.source, "variant": variant, "frame_auc": result.auc,
                                                    "macro_auc": result.macro_auc, "eval_s": eval_s},
-    "table1": table1, "ablation": rows, "by_kind": by_kind, "claims": claims, "wall_s": round(time.time() - t0, 1),
+    "table1": table1, "ablation": rows, "prediction_quality": quality, "by_kind": by_kind, "claims": claims,
+    "wall_s": round(time.time() - t0, 1),
 })
 print(f"wrote {out}")
 assert all(r["frame_auc"] is None or 0 <= r["frame_auc"] <= 100 for r in rows)
+assert all(q["normal_psnr"] is not None and q["normal_psnr"] > 0 for q in quality)
 assert result.auc >= min_auc, f"claim missed: frame AUC {100 * result.auc:.2f}% < {100 * min_auc:.2f}%"

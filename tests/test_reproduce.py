@@ -23,6 +23,10 @@ def test_smoke_run_end_to_end_then_refuses_to_overwrite(tmp_path: Path) -> None:
     assert 0 <= results["main"]["frame_auc"] <= 1 and results["main"]["variant"] == "pred_mem"
     assert {r["model"] for r in results["ablation"]} == {"pred_mem", "zero_motion", "pred_nomem", "recon_mem"}
     assert "Ablation" in done.stdout and "paper protocol" in done.stdout
+    quality = results["prediction_quality"]
+    assert [q["predictor"] for q in quality] == ["pred_mem", "zero_motion (the previous frame)"]
+    assert all(q["normal_psnr"] > 0 and q["anomalous_psnr"] > 0 for q in quality)
+    assert "copying the previous frame" in done.stdout
     assert {r["kind"] for r in results["by_kind"]} <= set(synth.ANOMALY_KINDS) and results["by_kind"]
     assert "each anomaly kind" in done.stdout
     manifest = json.loads((run / "manifest.json").read_text())

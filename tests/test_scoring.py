@@ -13,7 +13,8 @@ import torch
 from mnadlib import scoring
 from mnadlib.config import ConfigError, EvalConfig, ModelConfig, validate_size
 from mnadlib.data import DataError, list_videos, load_frame
-from mnadlib.evaluate import EvalResult, NormalStats, VideoScores, rescore, zero_motion_baseline
+from mnadlib.evaluate import EvalResult, NormalStats, VideoScores, mean_psnr, rescore, zero_motion_baseline
+from mnadlib.pipeline import prediction_quality
 
 
 def test_minmax_equals_authors_loop():
@@ -90,6 +91,23 @@ def test_zero_motion_baseline_scores_the_jump_and_aligns_with_the_model_frames(t
         zero_motion_baseline(videos, 1, (32, 32))
     with pytest.raises(DataError, match="labels"):
         zero_motion_baseline(videos, 5, (32, 32), {"01": labels["01"]})
+
+
+def test_mean_psnr_and_prediction_quality_split_normal_from_anomalous_frames() -> None:
+    """Means over the labelled frames only, the gap normal minus anomalous, and no number without labels."""
+    model = EvalResult({"01": VideoScores(frames=[4, 5, 6], psnr=[30.0, 32.0, 24.0], label=[0, 0, 1]),
+                        "02": VideoScores(frames=[4, 5], psnr=[34.0, 22.0], label=[0, 1])}, None, None, {})
+    copy = EvalResult({"01": VideoScores(frames=[4, 5, 6], psnr=[36.0, 36.0, 35.0], label=[0, 0, 1]),
+                       "02": VideoScores(frames=[4, 5], psnr=[36.0, 33.0], label=[0, 1])}, None, None, {})
+    assert mean_psnr(model) == 32.0 and mean_psnr(model, 1) == 23.0 and mean_psnr(model, None) == 28.4
+    rows = prediction_quality("pred_mem", model, copy)
+    assert rows == [{"predictor": "pred_mem", "normal_psnr": 32.0, "anomalous_psnr": 23.0, "gap_db": 9.0},
+                    {"predictor": "zero_motion (the previous frame)", "normal_psnr": 36.0, "anomalous_psnr": 34.0,
+                     "gap_db": 2.0}]
+    unlabelled = EvalResult({"01": VideoScores(frames=[4], psnr=[30.0])}, None, None, {})
+    assert mean_psnr(unlabelled) is None and mean_psnr(unlabelled, None) == 30.0
+    assert prediction_quality("recon_mem", unlabelled, None) == [
+        {"predictor": "recon_mem", "normal_psnr": None, "anomalous_psnr": None, "gap_db": None}]
 
 
 def test_rescore_running_max_is_online_and_comparable_across_videos() -> None:

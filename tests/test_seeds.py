@@ -25,11 +25,16 @@ def test_one_seed_end_to_end(tmp_path: Path) -> None:
     kinds = {o["kind"] for v in meta["videos"].values() for o in v["objects"]}
     assert set(run["by_kind"]) == kinds and all(0 <= a <= 100 for a in run["by_kind"].values())
     assert 0 <= run["localization"]["pixel_auroc"] <= 100
+    assert set(run["psnr"]) == {f"{p}, {k} frames" for p in ("model", "zero_motion (the previous frame)")
+                                for k in ("normal", "anomalous")}
+    assert all(v > 0 for v in run["psnr"].values())
 
 
 def test_spread_and_report_count_only_measured_values() -> None:
-    runs = [{"seed": 0, "frame_auc": {"a": 70.0, "b": None}, "macro_auc": {}, "by_kind": {"cart": 60.0}, "localization": {}},
-            {"seed": 1, "frame_auc": {"a": 80.0, "b": 50.0}, "macro_auc": {}, "by_kind": {"cart": 70.0}, "localization": {}}]
+    runs = [{"seed": 0, "frame_auc": {"a": 70.0, "b": None}, "macro_auc": {}, "by_kind": {"cart": 60.0}, "psnr": {},
+             "localization": {}},
+            {"seed": 1, "frame_auc": {"a": 80.0, "b": 50.0}, "macro_auc": {}, "by_kind": {"cart": 70.0}, "psnr": {},
+             "localization": {}}]
     got = spread(runs, "frame_auc")
     assert got["a"] == pytest.approx((75.0, 7.0710678, 2)) and got["b"] == (50.0, 0.0, 1)
     text = report(runs)
