@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from . import synth
+from . import actors, synth
 from .config import ConfigError
 from .data import DataError, FrameSource, list_videos
 
@@ -111,7 +111,7 @@ def _plan(cfg: InjectConfig, n_videos: int, length: int, frame_hw: tuple[int, in
                 events.append(_Event(
                     kind=str(rng.choice(INJECT_KINDS)), start=int(rng.integers(0, max(1, length // 2))),
                     y=min(frame_hw[0] - 1.0, max(h, body + h / 2)), facing=float(rng.choice((-1.0, 1.0))),
-                    speed=speed * float(rng.uniform(*cfg.speed_factor)), cols=synth.palette(rng),
+                    speed=speed * float(rng.uniform(*cfg.speed_factor)), cols=actors.palette(rng),
                     phase=float(rng.uniform(0, 2 * math.pi))))
         plans.append(events)
     return plans
@@ -147,7 +147,7 @@ def _inject(frames: np.ndarray, events: list[_Event], h: float) -> tuple[np.ndar
         x = -0.8 * h if ev.facing > 0 else W + 0.8 * h  # just outside the frame
         phase = ev.phase
         for t in range(ev.start, len(frames)):
-            sprite, mask = synth.render_actor(ev.kind, h, phase=phase, facing=ev.facing, cols=ev.cols)
+            sprite, mask = actors.render_actor(ev.kind, h, phase=phase, facing=ev.facing, cols=ev.cols)
             vis = _paste(out[t], sprite, mask, x, ev.y)
             if vis.any():
                 ys, xs = np.nonzero(vis)
@@ -157,7 +157,7 @@ def _inject(frames: np.ndarray, events: list[_Event], h: float) -> tuple[np.ndar
             elif obj["frames"]:  # it has crossed the frame
                 break
             x += ev.facing * ev.speed
-            phase += synth.gait_step(ev.kind, h, ev.speed)
+            phase += actors.gait_step(ev.kind, h, ev.speed)
         if obj["frames"]:
             objects.append(obj)
     return out, masks, objects

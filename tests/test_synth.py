@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mnadlib import synth
+from mnadlib import actors, synth
 from mnadlib.synth import ANOMALY_KINDS, PRESETS, SynthPreset
 
 TINY = SynthPreset(size=(48, 72), train_lengths=(12, 14), test_lengths=(30, 30, 30), crowd=(1, 3))
@@ -177,7 +177,7 @@ def test_atomic_write_and_no_overwrite(tmp_path: Path, monkeypatch: pytest.Monke
 def test_anomalous_actors_share_the_pedestrian_palette(kind: str) -> None:
     def pixels(kind: str, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
-        return np.concatenate([img[mask] for img, mask in (synth.render_actor(kind, 40, rng) for _ in range(300))])
+        return np.concatenate([img[mask] for img, mask in (actors.render_actor(kind, 40, rng) for _ in range(300))])
 
     ped, odd = pixels("pedestrian", 0).astype(float), pixels(kind, 1).astype(float)
     assert np.abs(ped.mean(axis=0) - odd.mean(axis=0)).max() < 6  # per BGR channel, grey levels
