@@ -284,6 +284,21 @@ def mean_psnr(result: EvalResult, label: int | None = 0) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
+def within_video_sd(result: EvalResult, label: int = 0) -> float | None:
+    """Mean over videos of the standard deviation of PSNR (dB) over the frames carrying ``label``.
+
+    How much the PSNR of normal frames swings within a video: a drop on anomalous frames separates
+    them only when it is large against this. Videos with fewer than two such frames are skipped.
+    """
+    sds = []
+    for s in result.videos.values():
+        if s.label is not None:
+            vals = [p for p, lab in zip(s.psnr, s.label) if lab == label]
+            if len(vals) > 1:
+                sds.append(float(np.std(vals)))
+    return float(np.mean(sds)) if sds else None
+
+
 @dataclass
 class NormalStats:
     """Statistics of normal frames for online normalisation (an extension: the paper normalises per test video)."""

@@ -24,7 +24,8 @@ from . import synth
 from .checkpoint import load_checkpoint, load_original, read_checkpoint
 from .config import EvalConfig, validate_size
 from .data import KNOWN_DATASETS, DataError, FrameSource, list_videos, load_labels, load_masks, split_dir
-from .evaluate import EvalResult, FrameStep, NormalStats, evaluate, iter_frames, mean_psnr, rescore, zero_motion_baseline
+from .evaluate import (EvalResult, FrameStep, NormalStats, evaluate, iter_frames, mean_psnr, rescore,
+                       within_video_sd, zero_motion_baseline)
 from .inject import InjectConfig, inject
 from .memory import flatten_queries
 from .model import MNAD
@@ -315,14 +316,18 @@ def copy_baseline(main: Loaded, videos: Sequence[FrameSource], labels: Mapping[s
 def prediction_quality(name: str, result: EvalResult, baseline: EvalResult | None) -> list[dict[str, Any]]:
     """Mean PSNR (dB) on normal and on anomalous test frames, of the model and of copying the previous frame.
 
-    A predictor whose normal-frame PSNR is below the copy's has not learned normal motion yet:
-    its scores can separate no more than the copy's do (under-trained, or too coarse a preset).
+    A predictor whose normal-frame PSNR is below the copy's has not learned normal motion yet
+    (under-trained, or too coarse a preset). The gap between the means separates the classes only
+    as far as it is large against ``normal_sd_db``, how much normal frames' PSNR swings within a video.
     """
+    def rnd(x: float | None) -> float | None:
+        return None if x is None else round(x, 3)
+
     def row(predictor: str, res: EvalResult) -> dict[str, Any]:
         normal, anomalous = mean_psnr(res, 0), mean_psnr(res, 1)
-        gap = None if normal is None or anomalous is None else round(normal - anomalous, 3)
-        return {"predictor": predictor, "normal_psnr": None if normal is None else round(normal, 3),
-                "anomalous_psnr": None if anomalous is None else round(anomalous, 3), "gap_db": gap}
+        gap = None if normal is None or anomalous is None else normal - anomalous
+        return {"predictor": predictor, "normal_psnr": rnd(normal), "anomalous_psnr": rnd(anomalous),
+                "gap_db": rnd(gap), "normal_sd_db": rnd(within_video_sd(res))}
     rows = [row(name, result)]
     if baseline is not None:
         rows.append(row("zero_motion (the previous frame)", baseline))

@@ -152,8 +152,10 @@ def summary(out: Path) -> str:
     if res["ablation"]:
         lines += ["", "Ablation (frame and macro AUC %)", format_table(res["ablation"], ("model", "setting", "frame_auc", "macro_auc"))]
     if res.get("prediction_quality"):
-        lines += ["", "Mean PSNR (dB) on normal and anomalous test frames: the model against copying the previous frame",
-                  format_table(res["prediction_quality"], ("predictor", "normal_psnr", "anomalous_psnr", "gap_db"))]
+        lines += ["", "Mean PSNR (dB) on normal and anomalous test frames, and the swing of normal frames' PSNR "
+                      "within a video (sd): the model against copying the previous frame",
+                  format_table(res["prediction_quality"],
+                               ("predictor", "normal_psnr", "anomalous_psnr", "gap_db", "normal_sd_db"))]
     if res.get("by_kind"):
         lines += ["", "Frame AUC % of each anomaly kind (its frames against every normal frame)",
                   format_table(res["by_kind"], ("kind", "frames", "frame_auc"))]

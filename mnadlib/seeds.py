@@ -65,7 +65,9 @@ def run_seed(seed: int, work: Path, synth_preset: str | SynthPreset = "small", e
         "frame_auc": {r["setting"]: r["frame_auc"] for r in rows},
         "macro_auc": {r["setting"]: r["macro_auc"] for r in rows},
         "by_kind": {r["kind"]: r["frame_auc"] for r in auc_by_kind(result, objects)},
-        "psnr": {f"{q['predictor']}, {k} frames": q[f"{k}_psnr"] for q in quality for k in ("normal", "anomalous")},
+        "psnr": {f"{q['predictor']}, {k}": q[key] for q in quality
+                 for k, key in (("normal frames", "normal_psnr"), ("anomalous frames", "anomalous_psnr"),
+                                ("sd of normal frames within a video", "normal_sd_db"))},
         "localization": {k: None if loc[k] is None else round(100 * float(loc[k]), 2) for k in LOCALIZATION_KEYS},
         "wall_s": round(time.time() - t0, 1),
     }

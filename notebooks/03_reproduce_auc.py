@@ -145,14 +145,15 @@ if ablation:
 # %% [markdown]
 # ## How well the model predicts
 #
-# Mean PSNR (dB) on the normal and on the anomalous test frames, and their gap, for the model and,
-# for prediction, for copying the previous frame. A model below the copy on normal frames has not
-# learned normal motion yet (too few epochs or too coarse a preset): its score can then separate
-# little more than the copy's does, whatever the normalisation.
+# Mean PSNR (dB) on the normal and on the anomalous test frames, their gap, and how much normal
+# frames' PSNR swings within a video (standard deviation, averaged over videos), for the model
+# and, for prediction, for copying the previous frame. A model below the copy on normal frames has
+# not learned normal motion yet (too few epochs or too coarse a preset). A gap separates the
+# classes only as far as it is large against the swing.
 
 # %%
 quality = pipeline.prediction_quality(variant, result, baseline)
-print(pipeline.format_table(quality, ("predictor", "normal_psnr", "anomalous_psnr", "gap_db")))
+print(pipeline.format_table(quality, ("predictor", "normal_psnr", "anomalous_psnr", "gap_db", "normal_sd_db")))
 if baseline is not None and quality[0]["normal_psnr"] < quality[1]["normal_psnr"]:
     print("note: the model predicts normal frames worse than copying the previous frame does (under-trained)")
 

@@ -13,7 +13,8 @@ import torch
 from mnadlib import scoring
 from mnadlib.config import ConfigError, EvalConfig, ModelConfig, validate_size
 from mnadlib.data import DataError, list_videos, load_frame
-from mnadlib.evaluate import EvalResult, NormalStats, VideoScores, mean_psnr, rescore, zero_motion_baseline
+from mnadlib.evaluate import (EvalResult, NormalStats, VideoScores, mean_psnr, rescore, within_video_sd,
+                              zero_motion_baseline)
 from mnadlib.pipeline import prediction_quality
 
 
@@ -101,13 +102,15 @@ def test_mean_psnr_and_prediction_quality_split_normal_from_anomalous_frames() -
                        "02": VideoScores(frames=[4, 5], psnr=[36.0, 33.0], label=[0, 1])}, None, None, {})
     assert mean_psnr(model) == 32.0 and mean_psnr(model, 1) == 23.0 and mean_psnr(model, None) == 28.4
     rows = prediction_quality("pred_mem", model, copy)
-    assert rows == [{"predictor": "pred_mem", "normal_psnr": 32.0, "anomalous_psnr": 23.0, "gap_db": 9.0},
+    assert within_video_sd(model) == 1.0  # video 01: normal 30, 32 -> sd 1; video 02 has one normal frame
+    assert rows == [{"predictor": "pred_mem", "normal_psnr": 32.0, "anomalous_psnr": 23.0, "gap_db": 9.0,
+                     "normal_sd_db": 1.0},
                     {"predictor": "zero_motion (the previous frame)", "normal_psnr": 36.0, "anomalous_psnr": 34.0,
-                     "gap_db": 2.0}]
+                     "gap_db": 2.0, "normal_sd_db": 0.0}]
     unlabelled = EvalResult({"01": VideoScores(frames=[4], psnr=[30.0])}, None, None, {})
     assert mean_psnr(unlabelled) is None and mean_psnr(unlabelled, None) == 30.0
     assert prediction_quality("recon_mem", unlabelled, None) == [
-        {"predictor": "recon_mem", "normal_psnr": None, "anomalous_psnr": None, "gap_db": None}]
+        {"predictor": "recon_mem", "normal_psnr": None, "anomalous_psnr": None, "gap_db": None, "normal_sd_db": None}]
 
 
 def test_rescore_running_max_is_online_and_comparable_across_videos() -> None:

@@ -25,8 +25,8 @@ def test_one_seed_end_to_end(tmp_path: Path) -> None:
     kinds = {o["kind"] for v in meta["videos"].values() for o in v["objects"]}
     assert set(run["by_kind"]) == kinds and all(0 <= a <= 100 for a in run["by_kind"].values())
     assert 0 <= run["localization"]["pixel_auroc"] <= 100
-    assert set(run["psnr"]) == {f"{p}, {k} frames" for p in ("model", "zero_motion (the previous frame)")
-                                for k in ("normal", "anomalous")}
+    assert set(run["psnr"]) == {f"{p}, {k}" for p in ("model", "zero_motion (the previous frame)")
+                                for k in ("normal frames", "anomalous frames", "sd of normal frames within a video")}
     assert all(v > 0 for v in run["psnr"].values())
 
 
