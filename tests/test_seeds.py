@@ -19,7 +19,7 @@ TINY = SynthPreset(size=(48, 72), train_lengths=(16, 16), test_lengths=(30, 30, 
 def test_one_seed_end_to_end(tmp_path: Path) -> None:
     run = run_seed(3, tmp_path, synth_preset=TINY, epochs=1)
     meta = json.loads((tmp_path / "seed3" / "data" / "synthped" / "testing" / "annotations.json").read_text())
-    assert meta["seed"] == 3 and (tmp_path / "seed3" / "pred_mem" / "model.pt").is_file()
+    assert meta["seed"] == 3 and (tmp_path / "seed3" / "pred_mem" / "model.pt").is_file() and run["epochs"] == 1
     protocol = run["frame_auc"]["paper protocol: test-time update, per-video min-max"]
     assert 0 <= protocol <= 100 and "no test-time update" in run["frame_auc"]
     kinds = {o["kind"] for v in meta["videos"].values() for o in v["objects"]}
@@ -42,9 +42,11 @@ def test_spread_and_report_count_only_measured_values() -> None:
     assert "| cart | 60.0 | 70.0 | 65.0 ± 7.1 |" in text
 
 
-def test_repeated_seed_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_seed_arguments_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["seeds", "--seeds", "1", "1", "--work", str(tmp_path)]) == 2
     assert "repeats a seed" in capsys.readouterr().err and not any(tmp_path.iterdir())
+    assert cli.main(["seeds", "--seeds", "1", "--epochs", "-1", "--work", str(tmp_path)]) == 2
+    assert "--epochs must be >= 0" in capsys.readouterr().err and not any(tmp_path.iterdir())
 
 
 def test_one_seed_on_footage_with_injected_anomalies(tmp_path: Path, walking_footage) -> None:
