@@ -24,7 +24,6 @@ _GAIT = {  # leg swing, knee bend, arm swing, elbow bend, forward lean (radians)
 _GAIT["lawn_walker"] = _GAIT["pedestrian"]  # same walk, only the path differs
 
 
-
 class Pen:
     """Draws primitives into one actor's colour layer and, identically, its own mask layer."""
 
@@ -150,6 +149,7 @@ def _cart(pen: Pen, x: float, y: float, h: float, d: float, phase: float, cols: 
 _DRAW = {"pedestrian": _walker, "lawn_walker": _walker, "runner": _walker,
          "cyclist": _cyclist, "skateboarder": _skater, "cart": _cart}
 
+
 def draw(kind: str, x: float, y: float, h: float, facing: float, phase: float, cols: np.ndarray) -> Pen:
     """Render a kind standing at ground point (x, y), h pixels tall, into its own colour and mask layers.
 
@@ -164,7 +164,6 @@ def draw(kind: str, x: float, y: float, h: float, facing: float, phase: float, c
 def palette(rng: np.random.Generator, n: int = 5) -> np.ndarray:
     """n BGR colours, greyish with a mild tint: the one palette of pedestrians and anomalies alike."""
     return np.clip(rng.uniform(50, 200, (n, 1)) + rng.normal(0, 5, (n, 3)), 0, 255)
-
 
 
 def render_actor(kind: str, height: float, rng: np.random.Generator | None = None, phase: float | None = None,

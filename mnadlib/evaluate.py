@@ -279,8 +279,7 @@ def mean_psnr(result: EvalResult, label: int | None = 0) -> float | None:
     On normal frames it measures how well a predictor learned normality, whatever the score does
     with it afterwards.
     """
-    vals = [p for s in result.videos.values() for i, p in enumerate(s.psnr)
-            if label is None or (s.label is not None and s.label[i] == label)]
+    vals = [p for s in result.videos.values() for p in _psnr_with_label(s, label)]
     return float(np.mean(vals)) if vals else None
 
 
@@ -290,13 +289,16 @@ def within_video_sd(result: EvalResult, label: int = 0) -> float | None:
     How much the PSNR of normal frames swings within a video: a drop on anomalous frames separates
     them only when it is large against this. Videos with fewer than two such frames are skipped.
     """
-    sds = []
-    for s in result.videos.values():
-        if s.label is not None:
-            vals = [p for p, lab in zip(s.psnr, s.label) if lab == label]
-            if len(vals) > 1:
-                sds.append(float(np.std(vals)))
+    sds = [float(np.std(vals)) for vals in (_psnr_with_label(s, label) for s in result.videos.values())
+           if len(vals) > 1]
     return float(np.mean(sds)) if sds else None
+
+
+def _psnr_with_label(s: VideoScores, label: int | None) -> list[float]:
+    """A video's PSNR values on the frames carrying ``label`` (None: all; none when it is unlabelled)."""
+    if label is None:
+        return list(s.psnr)
+    return [] if s.label is None else [p for p, lab in zip(s.psnr, s.label) if lab == label]
 
 
 @dataclass
