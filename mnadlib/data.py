@@ -52,6 +52,16 @@ KNOWN_DATASETS: dict[str, dict] = {
     },
 }
 KNOWN_DATASETS["shanghaitech"] = KNOWN_DATASETS["shanghai"]
+_RELEASE_PREFIXES = ("ucsd", "cuhk")  # UCSDped2, CUHK_Avenue: the names the datasets ship under
+
+
+def known_dataset(name: str) -> str | None:
+    """The paper's key (ped2, avenue, shanghai) of a dataset folder name such as UCSDped2 or ShanghaiTech, else None."""
+    key = "".join(ch for ch in name.lower() if ch.isalnum())
+    for prefix in _RELEASE_PREFIXES:
+        key = key.removeprefix(prefix)
+    key = "shanghai" if key == "shanghaitech" else key
+    return key if key in KNOWN_DATASETS else None
 _ANNOTATION_DIRS = {"masks", "test_pixel_mask", "test_frame_mask"}  # beside videos, never videos
 
 
@@ -472,8 +482,9 @@ def validate_layout(dataset_root: str | os.PathLike, labels_path: str | os.PathL
         labels = load_labels(labels_path, summary["testing"]["lengths"])
         summary["labels"] = {"frames": sum(map(len, labels.values())),
                              "anomalous": int(sum(l.sum() for l in labels.values()))}
-    known = KNOWN_DATASETS.get(root.name.lower().removeprefix("ucsd"))
-    if known:
+    published = known_dataset(root.name)
+    if published:
+        known = KNOWN_DATASETS[published]
         found = {"train_videos": summary["training"]["videos"], "test_videos": summary["testing"]["videos"],
                  "train_frames": summary["training"]["frames"], "test_frames": summary["testing"]["frames"],
                  "frame_size": summary["frame_size"],

@@ -23,7 +23,7 @@ import torch
 from . import synth
 from .checkpoint import load_checkpoint, load_original, read_checkpoint
 from .config import EvalConfig, validate_size
-from .data import KNOWN_DATASETS, DataError, FrameSource, list_videos, load_labels, load_masks, split_dir
+from .data import KNOWN_DATASETS, DataError, FrameSource, known_dataset, list_videos, load_labels, load_masks, split_dir
 from .evaluate import (EvalResult, FrameStep, NormalStats, evaluate, iter_frames, mean_psnr, rescore,
                        within_video_sd, zero_motion_baseline)
 from .inject import InjectConfig, inject
@@ -208,8 +208,9 @@ def expected_counts(name: str, synth_preset: str = "small") -> dict[str, int] | 
         p = synth.get_preset(synth_preset)
         return {"train_videos": len(p.train_lengths), "test_videos": len(p.test_lengths),
                 "train_frames": sum(p.train_lengths), "test_frames": sum(p.test_lengths)}
-    known = KNOWN_DATASETS.get(name)
-    return None if known is None else {k: known[k] for k in ("train_videos", "test_videos", "train_frames", "test_frames")}
+    published = known_dataset(name)
+    return None if published is None else {k: KNOWN_DATASETS[published][k]
+                                           for k in ("train_videos", "test_videos", "train_frames", "test_frames")}
 
 
 def layout_counts(summary: Mapping[str, Any]) -> dict[str, int]:
@@ -413,15 +414,25 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> s
 
 
 def table1(measured: Mapping[str, Mapping[str, float]]) -> list[dict[str, Any]]:
-    """The paper's Table 1 rows beside measured ones: ``measured[method][dataset]`` in percent."""
+    """The paper's Table 1 rows beside measured ones: ``measured[method][dataset]`` in percent.
+
+    A release folder name (UCSDped2, ShanghaiTech) lands in the paper's column (ped2, shanghai).
+    """
     rows = [{"source": "paper", "method": m, **{d: v for d, v in PAPER_TABLE1[m].items()}} for m in PAPER_TABLE1]
-    rows += [{"source": "measured here", "method": m, **dict(v)} for m, v in measured.items()]
+    rows += [{"source": "measured here", "method": m, **{table1_column(d): a for d, a in v.items()}}
+             for m, v in measured.items()]
     return rows
+
+
+def table1_column(dataset: str) -> str:
+    """The Table 1 column of a dataset folder name: the paper's key for a published dataset, else the name."""
+    return known_dataset(dataset) or dataset
 
 
 def table1_columns(dataset: str) -> tuple[str, ...]:
     """Columns of :func:`table1`: the paper's three datasets, plus ``dataset`` when it is another one."""
-    return ("source", "method", *PAPER_TABLE1["pred"], *(() if dataset in PAPER_TABLE1["pred"] else (dataset,)))
+    column = table1_column(dataset)
+    return ("source", "method", *PAPER_TABLE1["pred"], *(() if column in PAPER_TABLE1["pred"] else (column,)))
 
 
 def pick_examples(result: EvalResult, n: int = 3) -> list[tuple[str, int]]:

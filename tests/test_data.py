@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mnadlib.data import (
-    ClipDataset, DataError, FrameSource, KNOWN_DATASETS, extract_frames, frames_to_video,
+    ClipDataset, DataError, FrameSource, KNOWN_DATASETS, extract_frames, frames_to_video, known_dataset,
     list_videos, load_frame, load_labels, load_masks, natural_key, open_source, split_dir,
     split_labels, validate_layout, validate_video,
 )
@@ -378,3 +378,17 @@ def test_known_datasets_facts():
     avenue = KNOWN_DATASETS["avenue"]
     assert sum(avenue["test_lengths"]) == avenue["test_frames"] == 15324
     assert KNOWN_DATASETS["shanghaitech"]["test_frames"] == 40791 == KNOWN_DATASETS["shanghai"]["test_frames"]
+
+
+@pytest.mark.parametrize("name, key", [
+    ("ped2", "ped2"), ("UCSDped2", "ped2"), ("UCSD_Ped2", "ped2"), ("Avenue", "avenue"), ("CUHK_Avenue", "avenue"),
+    ("shanghai", "shanghai"), ("ShanghaiTech", "shanghai"), ("synthped", None), ("ped1", None), ("ped22", None),
+])
+def test_known_dataset_names_release_folders(name, key):
+    """The folder names the datasets ship under map to the paper's keys; others are not guessed at."""
+    assert known_dataset(name) == key
+
+
+def test_validate_layout_checks_a_ucsd_release_folder_against_ped2(ds):
+    warnings = validate_layout(ds.rename(ds.parent / "UCSDped2"))["warnings"]
+    assert any(w.startswith("UCSDped2: test_videos is 3") for w in warnings)

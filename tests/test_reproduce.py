@@ -121,7 +121,7 @@ def test_prepare_dataset_reuses_or_regenerates_synthped(tmp_path: Path) -> None:
         pipeline.prepare_dataset(tmp_path, "synthped", "small", seed=2, generate=False)
     with pytest.raises(DataError, match="ped2 does not exist"):
         pipeline.prepare_dataset(tmp_path, "ped2")
-    assert pipeline.expected_counts("ped2")["test_videos"] == 12
+    assert pipeline.expected_counts("ped2")["test_videos"] == 12 == pipeline.expected_counts("UCSDped2")["test_videos"]
 
 
 def test_prepare_dataset_regenerates_what_an_older_generator_wrote(tmp_path: Path) -> None:
@@ -164,3 +164,6 @@ def test_pick_examples_and_tables() -> None:
     rows = pipeline.table1({"pred": {"synthped": 75.0}})
     assert rows[0] == {"source": "paper", "method": "pred", "ped2": 97.0, "avenue": 88.5, "shanghai": 70.5}
     assert pipeline.table1_columns("synthped")[-1] == "synthped" and "synthped" not in pipeline.table1_columns("ped2")
+    ucsd = pipeline.table1({"pred": {"UCSDped2": 96.1}})[-1]
+    assert ucsd == {"source": "measured here", "method": "pred", "ped2": 96.1}
+    assert pipeline.table1_columns("UCSDped2") == pipeline.table1_columns("ped2") == ("source", "method", "ped2", "avenue", "shanghai")
