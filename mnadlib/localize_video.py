@@ -35,7 +35,7 @@ from tqdm import tqdm
 from . import scoring
 from .checkpoint import load_checkpoint, read_checkpoint
 from .config import ConfigError, EvalConfig, preset, validate_size
-from .data import DataError, FrameSource, VideoFile, open_source
+from .frames import DataError, FrameSource, VideoFile, open_source
 from .evaluate import iter_frames
 from .localize import (FORK_LEVEL, VALID_RANGE, LocalizeError, MapKind, Region, StreamingNormalizer, calibrate_threshold,
                        error_map, find_regions, fork_threshold_mask, memory_map, otsu_threshold,

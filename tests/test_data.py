@@ -12,10 +12,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from mnadlib.data import (
-    ClipDataset, DataError, FrameSource, KNOWN_DATASETS, extract_frames, frames_to_video, known_dataset,
-    list_videos, load_frame, load_labels, load_masks, natural_key, open_source, split_dir,
+    ClipDataset, KNOWN_DATASETS, known_dataset, list_videos, load_frame, load_labels, load_masks, split_dir,
     split_labels, validate_layout, validate_video,
 )
+from mnadlib.frames import DataError, FrameSource, extract_frames, frames_to_video, natural_key, open_source
 
 H, W = 24, 40
 

@@ -18,7 +18,8 @@ import pytest
 
 from mnadlib import synth
 from mnadlib.cli import main
-from mnadlib.data import FrameSource, frames_to_video, list_videos, load_masks, open_source, split_dir
+from mnadlib.data import list_videos, load_masks, split_dir
+from mnadlib.frames import FrameSource, frames_to_video, open_source
 from mnadlib.localize import LocalizeError
 from mnadlib.localize_eval import FORK, OURS, format_table, localization_metrics
 from mnadlib.localize_output import check_masks, write_outputs

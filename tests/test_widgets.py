@@ -109,7 +109,7 @@ def test_out_of_range_threshold_and_short_video_are_refused(session, data, ckpt,
 
 def test_upload_round_trip_and_garbage(tmp_path, data):
     frames = list_videos(split_dir(data, "testing"))[0]
-    from mnadlib.data import frames_to_video
+    from mnadlib.frames import frames_to_video
 
     video = frames_to_video(frames, tmp_path / "v.avi", fps=10)
     saved = save_upload("../../evil/v.avi", video.read_bytes(), tmp_path / "up")

@@ -1,0 +1,275 @@
+"""Reading videos frame by frame: folders of image frames and video files, behind one interface.
+
+``FrameSource.read(i)`` gives frame i as BGR uint8 like ``cv2.imread``, checks that every frame has
+frame 0's size, and raises ``DataError`` naming the file for a missing, empty or corrupt input.
+Frames are ordered by natural sort of their names, never by parsing numbers out of them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm")
+
+
+class DataError(ValueError):
+    """Input data is missing or malformed; the message names the path and what to do."""
+
+
+def natural_key(path_or_name: str | os.PathLike) -> tuple:
+    """Sort key on the name only, numbers compared as numbers: "2.jpg" before "10.jpg"."""
+    name = Path(path_or_name).name
+    parts = re.split(r"(\d+)", name.lower())
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts)) + (name,)
+
+
+def media_files(folder: Path, exts: tuple[str, ...]) -> list[Path]:
+    """Visible files in ``folder`` with one of ``exts`` (any case), naturally sorted."""
+    found = [p for p in folder.iterdir()
+             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in exts]
+    return sorted(found, key=natural_key)
+
+
+class FrameSource:
+    """One video, read frame by frame as BGR uint8 (H, W, 3), like ``cv2.imread``."""
+
+    name: str
+    path: Path
+
+    def __init__(self, path: Path, name: str) -> None:
+        self.path, self.name = path, name
+        self._size: tuple[int, int] | None = None
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r}, frames={len(self)})"
+
+    def _decode(self, i: int) -> np.ndarray:
+        """Frame i as decoded, before the size check."""
+        raise NotImplementedError
+
+    def _where(self, i: int) -> str:
+        """Human-readable location of frame i, for error messages."""
+        return f"frame {i} of {self.path}"
+
+    def read(self, i: int) -> np.ndarray:
+        """Frame i in natural order; every frame must have frame 0's size."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"frame {i} out of range for {self.path} ({len(self)} frames)")
+        img = self._decode(i)
+        if self._size is None and i == 0:
+            self._size = (img.shape[0], img.shape[1])
+        if img.shape[:2] != self.frame_size:
+            raise DataError(
+                f"{self._where(i)} is {img.shape[1]}x{img.shape[0]} but frame 0 is "
+                f"{self.frame_size[1]}x{self.frame_size[0]} (WxH): all frames of a video must "
+                "have one size; re-extract or resize this video's frames"
+            )
+        return img
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(H, W) of the original frames, taken from frame 0."""
+        if self._size is None:
+            self.read(0)
+        return self._size  # type: ignore[return-value]
+
+
+class FrameFolder(FrameSource):
+    """A folder of image frames (``01/000.jpg``, ``Test001/001.tif``, ...)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, path.name)
+        self.files = media_files(path, IMAGE_EXTS)
+        if not self.files:
+            subdirs = sorted(p.name for p in path.iterdir() if p.is_dir())
+            hint = (f" It holds folders {subdirs[:3]}: pass a split folder to list_videos, "
+                    "or the dataset root to split_dir." if subdirs else "")
+            raise DataError(f"video folder {path} holds no frames (expected files ending in "
+                            f"{', '.join(IMAGE_EXTS)}); remove it or extract its frames.{hint}")
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _where(self, i: int) -> str:
+        return f"frame file {self.files[i]}"
+
+    def _decode(self, i: int) -> np.ndarray:
+        img = cv2.imread(str(self.files[i]), cv2.IMREAD_COLOR)
+        if img is None:
+            size = self.files[i].stat().st_size
+            raise DataError(f"cannot read image {self.files[i]} ({size} bytes): the file is empty "
+                            "or corrupt; re-extract it or remove it from the video folder")
+        return img
+
+
+class VideoFile(FrameSource):
+    """A video file read with OpenCV; the capture opens lazily in each process (DataLoader-safe)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, path.stem)
+        self._cap: cv2.VideoCapture | None = None
+        self._next = 0
+        self._len = self._count()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.update(_cap=None, _next=0)
+        return state
+
+    def close(self) -> None:
+        """Release the capture; the next read reopens it."""
+        if self._cap is not None:
+            self._cap.release()
+        self._cap, self._next = None, 0
+
+    def _open(self) -> cv2.VideoCapture:
+        """A fresh capture; DataError when OpenCV cannot open the file."""
+        if self.path.stat().st_size == 0:
+            raise DataError(f"video file {self.path} is empty (0 bytes); copy or download it again")
+        cap = cv2.VideoCapture(str(self.path))
+        if not cap.isOpened():
+            raise DataError(f"OpenCV cannot open video {self.path}: the file is corrupt or its "
+                            "codec is unsupported; re-encode it (e.g. ffmpeg -i IN -c:v mjpeg OUT.avi) "
+                            "or extract its frames with extract_frames")
+        return cap
+
+    def _count(self) -> int:
+        """Frame count: CAP_PROP_FRAME_COUNT if seeking to its last frame confirms it, else decode all."""
+        cap = self._open()
+        try:
+            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            if n > 0:
+                cap.set(cv2.CAP_PROP_POS_FRAMES, n - 1)
+                if cap.grab() and not cap.grab():
+                    return n
+                cap.release()
+                cap = self._open()
+            n = 0
+            while cap.grab():
+                n += 1
+        finally:
+            cap.release()
+        if n == 0:
+            raise DataError(f"video {self.path} decodes to 0 frames: the file is empty or corrupt; "
+                            "re-encode or replace it")
+        return n
+
+    def __len__(self) -> int:
+        return self._len
+
+    def _capture(self) -> cv2.VideoCapture:
+        """The open capture, opened on first use in each process."""
+        if self._cap is None:
+            self._cap, self._next = self._open(), 0
+            _OPEN_CAPTURES.add(self)
+        return self._cap
+
+    def _decode(self, i: int) -> np.ndarray:
+        """Read on when i is next or a few frames ahead, else seek (reopen and skip if the seek misses)."""
+        cap = self._capture()
+        if 0 < i - self._next <= 8:
+            for _ in range(i - self._next):
+                cap.grab()
+        elif i != self._next:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, i)
+            if int(cap.get(cv2.CAP_PROP_POS_FRAMES)) != i:
+                self._cap = cap = self._open()
+                for _ in range(i):
+                    cap.grab()
+        ok, img = cap.read()
+        if not ok:
+            self.close()
+            raise DataError(f"cannot decode frame {i} of video {self.path} ({self._len} frames): "
+                            "the file is truncated or corrupt; re-encode it or extract its frames")
+        self._next = i + 1
+        return img
+
+
+_OPEN_CAPTURES: weakref.WeakSet[VideoFile] = weakref.WeakSet()
+
+
+def _close_captures() -> None:
+    """Release captures before fork: a child (DataLoader worker) that inherits an FFmpeg capture
+    shares its file offset, and destroying it there hangs on decoder threads that were not forked."""
+    for video in list(_OPEN_CAPTURES):
+        video.close()
+    _OPEN_CAPTURES.clear()
+
+
+os.register_at_fork(before=_close_captures)
+
+
+def open_source(path: str | os.PathLike) -> FrameSource:
+    """A frame folder or a video file as a FrameSource."""
+    path = Path(path)
+    if path.is_dir():
+        return FrameFolder(path)
+    if path.is_file() and path.suffix.lower() in VIDEO_EXTS:
+        return VideoFile(path)
+    if path.is_file():
+        raise DataError(f"{path} is neither a frame folder nor a video file "
+                        f"(expected one of {', '.join(VIDEO_EXTS)})")
+    raise DataError(f"video {path} does not exist; check the path")
+
+
+def extract_frames(video_path: str | os.PathLike, out_dir: str | os.PathLike, ext: str = ".jpg",
+                   overwrite: bool = False) -> int:
+    """Decode a video file into ``out_dir/000000.jpg, ...`` atomically; returns the frame count."""
+    video, out = open_source(video_path), Path(out_dir)
+    if ext.lower() not in IMAGE_EXTS:
+        raise DataError(f"cannot write frames as {ext!r}; use one of {', '.join(IMAGE_EXTS)}")
+    if out.exists() and not overwrite:
+        raise DataError(f"{out} already exists; delete it or pass overwrite=True")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for i in range(len(video)):
+            target = tmp / f"{i:06d}{ext}"
+            if not cv2.imwrite(str(target), video.read(i)):
+                raise DataError(f"cannot write {target}; check the extension {ext!r} and free disk space")
+        tmp.chmod(0o755)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return len(video)
+
+
+def frames_to_video(frames_dir_or_source: str | os.PathLike | FrameSource, out_path: str | os.PathLike,
+                    fps: float = 25.0) -> Path:
+    """Write a video as ``.mp4`` (mp4v) or ``.avi`` (MJPG), chosen by suffix, atomically."""
+    video = (frames_dir_or_source if isinstance(frames_dir_or_source, FrameSource)
+             else open_source(frames_dir_or_source))
+    out = Path(out_path)
+    fourcc = {".mp4": "mp4v", ".avi": "MJPG"}.get(out.suffix.lower())
+    if fourcc is None:
+        raise DataError(f"cannot write {out}: use a .mp4 (mp4v) or .avi (MJPG) file name")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    h, w = video.frame_size
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), (w, h))
+    try:
+        if not writer.isOpened():
+            raise DataError(f"OpenCV cannot write {out} with codec {fourcc}; try the other suffix")
+        for i in range(len(video)):
+            writer.write(video.read(i))
+        writer.release()
+        tmp.replace(out)
+    finally:
+        writer.release()
+        tmp.unlink(missing_ok=True)
+    return out
