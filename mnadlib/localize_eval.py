@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from .data import FrameSource, list_videos, load_masks, split_dir
-from .localize import LocalizeError, pixel_auroc, rbdc_tbdc, ucsd_pixel_criterion
+from .localize import LocalizeError
+from .localize_metrics import pixel_auroc, rbdc_tbdc, ucsd_pixel_criterion
 from .localize_video import LocalizeConfig, LocalizeResult, fit_normal, localize, relocalize
 from .model import MNAD
 from .scoring import frame_auc

@@ -7,12 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from mnadlib import localize
+from mnadlib import localize, localize_metrics
 from mnadlib.localize import (
     LocalizeError,
     StreamingNormalizer,
     anomaly_map,
-    box_iou,
     calibrate_threshold,
     error_map,
     find_regions,
@@ -20,15 +19,13 @@ from mnadlib.localize import (
     frame_decisions,
     memory_map,
     otsu_threshold,
-    pixel_auroc,
-    rbdc_tbdc,
     regions_to_records,
     resolve_threshold,
     segments,
     ssim_map,
     to_frame_size,
-    ucsd_pixel_criterion,
 )
+from mnadlib.localize_metrics import box_iou, pixel_auroc, rbdc_tbdc, ucsd_pixel_criterion
 
 
 def squares_map() -> np.ndarray:
@@ -277,13 +274,13 @@ def test_pixel_auroc():
 
 
 def test_pixel_auroc_samples_large_inputs(monkeypatch):
-    monkeypatch.setattr(localize, "MAX_AUROC_PIXELS", 1000)
+    monkeypatch.setattr(localize_metrics, "MAX_AUROC_PIXELS", 1000)
     rng = np.random.default_rng(3)
     masks = [rng.uniform(size=(40, 50)) < 0.2 for _ in range(4)]  # 8000 pixels, 1000 drawn
     maps = [m + rng.normal(0, 0.5, m.shape) for m in masks]
     first = pixel_auroc(maps, masks)
     assert first == pixel_auroc(maps, masks)  # seeded: the same sample every call
-    monkeypatch.setattr(localize, "MAX_AUROC_PIXELS", 10**9)
+    monkeypatch.setattr(localize_metrics, "MAX_AUROC_PIXELS", 10**9)
     assert first == pytest.approx(pixel_auroc(maps, masks), abs=0.05)
 
 

@@ -1,0 +1,192 @@
+"""Localization metrics: pixel AUROC, the UCSD Ped pixel-level criterion, RBDC and TBDC.
+
+* pixel AUROC, pooled over all pixels of all frames;
+* the UCSD Ped pixel-level criterion (Mahadevan et al., CVPR 2010; Li et al., TPAMI 2014): an
+  anomalous frame is detected only when >= 40% of its true anomalous pixels are found;
+* RBDC / TBDC, the region- and track-based detection criteria of Ramachandra & Jones (Street
+  Scene, WACV 2020).
+
+Maps and masks are (H, W) per frame, higher map values = more anomalous; boxes are (x0, y0, x1, y1)
+with x1, y1 exclusive, as in :mod:`mnadlib.localize`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import auc, roc_auc_score
+
+from .localize import Box, LocalizeError, _as_map, _in_range
+
+MAX_AUROC_PIXELS = 5_000_000  # pixel_auroc draws this many pixels (seed 0) when there are more
+
+
+def _map_mask_pairs(maps: Sequence[np.ndarray], gt_masks: Sequence[np.ndarray]) -> list[tuple[Any, Any]]:
+    """Validate equal counts and shapes; masks become bool (non-zero = anomalous)."""
+    if len(maps) != len(gt_masks):
+        raise LocalizeError(f"got {len(maps)} maps but {len(gt_masks)} masks")
+    if len(maps) == 0:
+        raise LocalizeError("need at least one map and mask")
+    pairs = []
+    for i, (m, g) in enumerate(zip(maps, gt_masks)):
+        m, g = _as_map(m, f"maps[{i}]"), np.asarray(g) > 0
+        if m.shape != g.shape:
+            raise LocalizeError(f"frame {i}: map shape {m.shape} differs from mask shape {g.shape}")
+        pairs.append((m, g))
+    return pairs
+
+
+def pixel_auroc(maps: Sequence[np.ndarray], gt_masks: Sequence[np.ndarray]) -> float:
+    """Pixel-level AUROC pooled over all frames (anomalous = positive); over 5e6 pixels, a seeded sample."""
+    pairs = _map_mask_pairs(maps, gt_masks)
+    rate = min(1.0, MAX_AUROC_PIXELS / sum(m.size for m, _ in pairs))
+    rng = np.random.default_rng(0)
+    scores, labels = [], []
+    for m, g in pairs:
+        m, g = m.ravel(), g.ravel()
+        if rate < 1.0:
+            idx = rng.integers(0, m.size, max(1, round(m.size * rate)))
+            m, g = m[idx], g[idx]
+        scores.append(m)
+        labels.append(g)
+    y = np.concatenate(labels)
+    if y.all() or not y.any():
+        raise LocalizeError("pixel AUROC needs both anomalous and normal pixels in gt_masks")
+    return float(roc_auc_score(y, np.concatenate(scores)))
+
+
+def _count_above(sorted_values: np.ndarray, thresholds: np.ndarray, inclusive: bool) -> np.ndarray:
+    """For each threshold, how many sorted values are > it (>= with inclusive)."""
+    side = "left" if inclusive else "right"
+    return sorted_values.size - np.searchsorted(sorted_values, thresholds, side=side)
+
+
+def ucsd_pixel_criterion(
+    frame_scores_anomalous: np.ndarray | None, pixel_maps: Sequence[np.ndarray], gt_masks: Sequence[np.ndarray],
+    thresholds: np.ndarray | None = None, coverage: float = 0.4,
+) -> dict:
+    """UCSD Ped pixel-level ROC (Mahadevan et al. 2010; Li et al. 2014), swept over the map threshold.
+
+    A frame is truly anomalous when its mask has a non-zero pixel. At threshold t the predicted
+    anomalous pixels are map > t. An anomalous frame is a true positive when >= `coverage` (40%) of
+    its true anomalous pixels are predicted; a normal frame is a false positive when any pixel is.
+    TPR = true positives / anomalous frames, FPR = false positives / normal frames.
+    frame_scores_anomalous: per-frame bool flags of the frame-level detector (e.g. frame_decisions);
+    an unflagged frame predicts no pixel. None: no frame-level gate. thresholds=None sweeps every
+    operating point exactly. AUC: trapezoids over FPR from (0, 0) to (1, 1).
+    """
+    cov = _in_range(coverage, 0.0, 1.0, "coverage", lo_open=True)
+    pairs = _map_mask_pairs(pixel_maps, gt_masks)
+    n = len(pairs)
+    gate = np.ones(n, dtype=bool)
+    if frame_scores_anomalous is not None:
+        gate = np.asarray(frame_scores_anomalous)
+        if gate.shape != (n,) or not np.isin(gate, (0, 1)).all():
+            raise LocalizeError(f"frame_scores_anomalous must be {n} bool flags or None, got {gate.shape}")
+        gate = gate.astype(bool)
+    truth = np.array([g.any() for _, g in pairs])
+    if truth.all() or not truth.any():
+        raise LocalizeError("the UCSD criterion needs both anomalous frames (non-empty mask) and normal ones")
+    crit = np.full(n, -np.inf)  # a frame counts (TP or FP) at threshold t iff crit > t
+    for i, (m, g) in enumerate(pairs):
+        if gate[i]:
+            vals = m[g] if truth[i] else m.ravel()
+            k = math.ceil(cov * vals.size - 1e-9) if truth[i] else 1  # k-th largest value must exceed t
+            crit[i] = np.partition(vals, vals.size - k)[vals.size - k]
+    if thresholds is None:
+        finite = np.unique(crit[np.isfinite(crit)])
+        thr = np.append(finite[::-1], np.nextafter(finite[0], -np.inf)) if finite.size else np.zeros(1)
+    else:
+        thr = np.sort(np.asarray(thresholds, dtype=np.float64).ravel())[::-1]
+        if thr.size == 0 or not np.isfinite(thr).all():
+            raise LocalizeError("thresholds must be a non-empty array of finite numbers")
+    tpr = _count_above(np.sort(crit[truth]), thr, inclusive=False) / truth.sum()
+    fpr = _count_above(np.sort(crit[~truth]), thr, inclusive=False) / (~truth).sum()
+    area = auc(np.concatenate([[0.0], fpr, [1.0]]), np.concatenate([[0.0], tpr, [1.0]]))
+    return {"tpr": tpr, "fpr": fpr, "thresholds": thr, "auc": float(area), "coverage": cov}
+
+
+def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(P, G) IoU of (P, 4) and (G, 4) boxes (x0, y0, x1, y1), x1 and y1 exclusive."""
+    tl = np.maximum(a[:, None, :2], b[None, :, :2])  # (P, G, 2)
+    br = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(br - tl, 0, None).prod(-1)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter, dtype=np.float64), where=union > 0)
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes; 0 when both are empty."""
+    return float(_iou_matrix(np.asarray([a], dtype=np.float64), np.asarray([b], dtype=np.float64))[0, 0])
+
+
+def _normalised_area(fpr: np.ndarray, rate: np.ndarray, fpr_max: float) -> float:
+    """Area under rate vs fpr from (0, 0) over [0, fpr_max], held flat past the last point, / fpr_max."""
+    x, y = np.concatenate([[0.0], fpr]), np.concatenate([[0.0], rate])
+    past = np.flatnonzero(x > fpr_max)
+    if past.size == 0:
+        x, y = np.append(x, fpr_max), np.append(y, y[-1])
+    else:
+        j = past[0]  # x[j - 1] <= fpr_max < x[j]
+        y_cut = y[j - 1] + (y[j] - y[j - 1]) * (fpr_max - x[j - 1]) / (x[j] - x[j - 1])
+        x, y = np.append(x[:j], fpr_max), np.append(y[:j], y_cut)
+    return float(auc(x, y) / fpr_max)
+
+
+def rbdc_tbdc(
+    pred_regions: Sequence[Sequence[tuple[Box, float]]], gt_boxes: Sequence[Sequence[tuple[Hashable, Box]]],
+    num_frames: int | None = None, iou: float = 0.1, track_fraction: float = 0.1, fpr_max: float = 1.0,
+) -> dict:
+    """Region- and track-based detection criteria (RBDC, TBDC) of Ramachandra & Jones, WACV 2020.
+
+    Per frame: detections (box, score) and ground-truth regions (track_id, box); track ids must be
+    unique over the whole data set. At score threshold t the detections with score >= t are kept:
+    a GT region is detected when a kept detection of its frame has IoU >= `iou` (0.1) with it; a kept
+    detection is a false positive when its IoU with every GT region of its frame is < `iou`
+    (several detections on one region, or one detection on several regions, are all true).
+    RBDR(t) = detected GT regions / GT regions; a track is detected when >= `track_fraction` (10%)
+    of its regions are, TBDR(t) = detected tracks / tracks; FPR(t) = false positives / num_frames
+    (default len(pred_regions)). t sweeps every detection score. RBDC and TBDC are the areas under
+    RBDR and TBDR vs FPR from (0, 0) over FPR in [0, fpr_max], the curve held flat past its last
+    point, divided by fpr_max so that a perfect detector scores 1.
+    """
+    if len(pred_regions) != len(gt_boxes):
+        raise LocalizeError(f"pred_regions has {len(pred_regions)} frames but gt_boxes has {len(gt_boxes)}")
+    frames, given = (len(pred_regions) if num_frames is None else int(num_frames)), max(1, len(pred_regions))
+    if frames < given:
+        raise LocalizeError(f"num_frames must be >= {given} (the frames given), got {frames}")
+    beta = _in_range(iou, 0.0, 1.0, "iou", lo_open=True)
+    alpha = _in_range(track_fraction, 0.0, 1.0, "track_fraction", lo_open=True)
+    fmax = _in_range(fpr_max, 0.0, math.inf, "fpr_max", lo_open=True)
+    det_scores, det_true, gt_best, track_of, track_ids = [], [], [], [], {}
+    for preds, gts in zip(pred_regions, gt_boxes):
+        pb = np.asarray([b for b, _ in preds], dtype=np.float64).reshape(-1, 4)  # (P, 4)
+        ps = np.asarray([s for _, s in preds], dtype=np.float64)  # (P,)
+        gb = np.asarray([b for _, b in gts], dtype=np.float64).reshape(-1, 4)  # (G, 4)
+        hit = _iou_matrix(pb, gb) >= beta  # (P, G)
+        det_scores.append(ps)
+        det_true.append(hit.any(axis=1))
+        gt_best.append(np.where(hit, ps[:, None], -np.inf).max(axis=0, initial=-np.inf))  # best score per GT
+        track_of.extend(track_ids.setdefault(tid, len(track_ids)) for tid, _ in gts)
+    scores, true = np.concatenate(det_scores), np.concatenate(det_true)
+    best, track = np.concatenate(gt_best), np.asarray(track_of, dtype=np.int64)
+    if best.size == 0:
+        raise LocalizeError("rbdc_tbdc needs at least one ground-truth region")
+    if not np.isfinite(scores).all():
+        raise LocalizeError("detection scores must be finite")
+    order = np.lexsort((-best, track))  # by track, best score descending within a track
+    counts = np.bincount(track)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    need = np.ceil(alpha * counts - 1e-9).astype(np.int64)  # regions a track needs detected
+    track_crit = best[order][starts + need - 1]  # a track is detected at t iff track_crit >= t
+    thr = np.unique(scores)[::-1]
+    fpr = _count_above(np.sort(scores[~true]), thr, inclusive=True) / frames
+    rbdr = _count_above(np.sort(best), thr, inclusive=True) / best.size
+    tbdr = _count_above(np.sort(track_crit), thr, inclusive=True) / counts.size
+    return {"rbdc": _normalised_area(fpr, rbdr, fmax), "tbdc": _normalised_area(fpr, tbdr, fmax),
+            "fpr": fpr, "rbdr": rbdr, "tbdr": tbdr, "thresholds": thr}
