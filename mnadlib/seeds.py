@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import pipeline
+from . import ablation, pipeline
 from .config import ConfigError, preset
 from .data import split_dir
 from .evaluate import auc_by_kind, evaluate
@@ -55,9 +55,9 @@ def run_seed(seed: int, work: Path, synth_preset: str | SynthPreset = "small", e
     videos = ds.videos("testing")
     labels = ds.test_labels(videos)
     result = evaluate(loaded.model, loaded.items, videos, pipeline.eval_config(p.eval.alpha, loaded.size, device="cpu"), labels)
-    baseline = pipeline.copy_baseline(loaded, videos, labels)
-    rows = pipeline.ablation(loaded, "pred_mem", ds, p.eval.alpha, result, videos, labels, device="cpu", baseline=baseline)
-    quality = pipeline.prediction_quality("model", result, baseline)
+    baseline = ablation.copy_baseline(loaded, videos, labels)
+    rows = ablation.ablation_rows(loaded, "pred_mem", ds, p.eval.alpha, result, videos, labels, device="cpu", baseline=baseline)
+    quality = ablation.prediction_quality("model", result, baseline)
     objects = pipeline.annotated_objects(ds) or {}
     loc = localization_metrics(loaded.model, loaded.items, ds.path, loaded.size, modes={OURS_NAME: OURS})[OURS_NAME]
     return {

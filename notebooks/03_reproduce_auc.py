@@ -83,6 +83,7 @@ import time
 from pathlib import Path
 
 from mnadlib import pipeline
+from mnadlib.ablation import ablation_rows, copy_baseline, prediction_quality, variant_rows
 from mnadlib.config import preset
 from mnadlib.evaluate import auc_by_kind, evaluate
 from mnadlib.train import resolve_device
@@ -134,12 +135,12 @@ print(pipeline.format_table(table1, pipeline.table1_columns(dataset)))
 # videos holding both classes.
 
 # %%
-baseline = pipeline.copy_baseline(main, videos, frame_labels)
+baseline = copy_baseline(main, videos, frame_labels)
 rows = []
 if ablation:
-    rows = pipeline.ablation(main, variant, ds, alpha, result, videos, frame_labels, device, baseline=baseline)
-    rows += pipeline.variant_rows(Path(train_dir) if train_dir else run.train, exclude=variant, videos=videos,
-                                  labels=frame_labels, results_dir=run.results, device=device, th=th)
+    rows = ablation_rows(main, variant, ds, alpha, result, videos, frame_labels, device, baseline=baseline)
+    rows += variant_rows(Path(train_dir) if train_dir else run.train, exclude=variant, videos=videos,
+                          labels=frame_labels, results_dir=run.results, device=device, th=th)
     print(pipeline.format_table(rows, ("model", "setting", "frame_auc", "macro_auc")))
 
 # %% [markdown]
@@ -152,7 +153,7 @@ if ablation:
 # classes only as far as it is large against the swing.
 
 # %%
-quality = pipeline.prediction_quality(variant, result, baseline)
+quality = prediction_quality(variant, result, baseline)
 print(pipeline.format_table(quality, ("predictor", "normal_psnr", "anomalous_psnr", "gap_db", "normal_sd_db")))
 if baseline is not None and quality[0]["normal_psnr"] < quality[1]["normal_psnr"]:
     print("note: the model predicts normal frames worse than copying the previous frame does (under-trained)")

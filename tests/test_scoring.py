@@ -15,7 +15,7 @@ from mnadlib.config import ConfigError, EvalConfig, ModelConfig, validate_size
 from mnadlib.data import DataError, list_videos, load_frame
 from mnadlib.evaluate import (EvalResult, NormalStats, VideoScores, mean_psnr, rescore, within_video_sd,
                               zero_motion_baseline)
-from mnadlib.pipeline import prediction_quality
+from mnadlib.ablation import prediction_quality
 
 
 def test_minmax_equals_authors_loop():
