@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mnadlib import localize, localize_metrics
+from mnadlib import localize_metrics
 from mnadlib.localize import (
     LocalizeError,
     StreamingNormalizer,
