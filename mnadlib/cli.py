@@ -7,6 +7,7 @@ and in ``shared/DESIGN.md``. Errors from bad input print one clear line and exit
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -37,6 +38,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         p.train.size = validate_size(args.size)
     if args.batch_size is not None:
         p.train.batch_size = args.batch_size
+    if args.width is not None:
+        p.model = dataclasses.replace(p.model, width=args.width)
     p.train.seed = args.seed
     p.train.device = args.device
     p.train.max_steps_per_epoch = args.max_steps
@@ -131,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", choices=["cpu", "paper"], default="cpu")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
+    t.add_argument("--width", type=float, help="channel multiplier (1.0: the paper's encoder); default: the preset's")
     t.add_argument("--size", nargs=2, metavar=("H", "W"))
     t.add_argument("--no-memory", action="store_true", help="ablation: decoder without memory read")
     t.add_argument("--no-skips", action="store_true", help="ablation: prediction model without U-Net skips")

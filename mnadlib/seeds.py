@@ -36,8 +36,9 @@ LOCALIZATION_KEYS = ("pixel_auroc", "ucsd_auc", "rbdc", "tbdc")
 
 
 def run_seed(seed: int, work: Path, synth_preset: str | SynthPreset = "small", epochs: int = 0,
-             progress: bool = False, footage: Path | None = None, inject_cfg: InjectConfig | None = None) -> dict[str, Any]:
-    """Generate, train (``epochs``; 0: the preset's) and measure one seed under ``work/seed<seed>``; rows in percent.
+             progress: bool = False, footage: Path | None = None, inject_cfg: InjectConfig | None = None,
+             width: float = 0.0) -> dict[str, Any]:
+    """Generate, train (``epochs``, ``width``; 0: the preset's) and measure one seed under ``work/seed<seed>``; rows in percent.
 
     With ``footage`` (a video of a normal scene) the data are that footage with anomalies injected
     by ``mnadlib.inject`` under this seed, instead of synthped.
@@ -49,8 +50,9 @@ def run_seed(seed: int, work: Path, synth_preset: str | SynthPreset = "small", e
     else:
         ds = pipeline.prepare_dataset(root / "data", "injected", seed=seed, footage=footage, inject_cfg=inject_cfg)
     p = preset("cpu", "pred")
+    model_cfg = dataclasses.replace(p.model, width=width or p.model.width)
     train_cfg = dataclasses.replace(p.train, seed=seed, device="cpu", epochs=epochs or p.train.epochs)
-    ckpt = train(split_dir(ds.path, "training"), p.model, train_cfg, root / "pred_mem", resume=False, progress=progress)
+    ckpt = train(split_dir(ds.path, "training"), model_cfg, train_cfg, root / "pred_mem", resume=False, progress=progress)
     loaded = pipeline.load_model(ckpt, "pred")
     videos = ds.videos("testing")
     labels = ds.test_labels(videos)
@@ -63,6 +65,7 @@ def run_seed(seed: int, work: Path, synth_preset: str | SynthPreset = "small", e
     return {
         "seed": seed,
         "epochs": train_cfg.epochs,
+        "width": model_cfg.width,
         "frame_auc": {r["setting"]: r["frame_auc"] for r in rows},
         "macro_auc": {r["setting"]: r["macro_auc"] for r in rows},
         "by_kind": {r["kind"]: r["frame_auc"] for r in auc_by_kind(result, objects)},
@@ -109,6 +112,7 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--footage", help="a video of a normal scene: measure on it with anomalies injected per seed "
                                      "(python -m mnadlib inject, default settings) instead of on synthped")
     s.add_argument("--epochs", type=int, default=0, help="training epochs per seed; 0: the cpu preset's")
+    s.add_argument("--width", type=float, default=0.0, help="channel multiplier; 0: the cpu preset's")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_seeds)
 
@@ -119,11 +123,13 @@ def cmd_seeds(args: argparse.Namespace) -> int:
         raise ConfigError(f"--seeds repeats a seed: {args.seeds}")
     if args.epochs < 0:
         raise ConfigError(f"--epochs must be >= 0 (0: the cpu preset's), got {args.epochs}")
+    if args.width < 0:
+        raise ConfigError(f"--width must be >= 0 (0: the cpu preset's), got {args.width}")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     runs = []
     for seed in args.seeds:
-        runs.append(run_seed(seed, work, epochs=args.epochs, progress=not args.quiet,
+        runs.append(run_seed(seed, work, epochs=args.epochs, width=args.width, progress=not args.quiet,
                              footage=Path(args.footage) if args.footage else None))
         if not args.quiet:
             print(f"seed {seed}: paper protocol frame AUC {next(iter(runs[-1]['frame_auc'].values())):.2f}% "

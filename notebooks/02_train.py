@@ -49,6 +49,7 @@ method: str = "pred"  # pred (t-1 frames in, the next one predicted) or recon (o
 use_memory: bool = True  # False: the ablation without the memory module
 preset: str = "cpu"  # cpu (small, minutes on 2 CPU cores) or paper (the paper's Ped2 settings)
 epochs: int = 0  # training epochs; 0: the preset's
+width: float = 0.0  # channel multiplier (1.0: the paper's 64-128-256-512 encoder); 0: the preset's
 max_steps: int = 0  # cap on steps per epoch; 0: full epochs (smoke runs use a few)
 seed: int = 0  # seed for weights, memory items and data order
 device: str = "auto"  # auto, cpu, cuda or mps
@@ -77,7 +78,7 @@ t0 = time.time()
 
 # %%
 p = config.preset(preset, method)
-model_cfg = dataclasses.replace(p.model, use_memory=use_memory)
+model_cfg = dataclasses.replace(p.model, use_memory=use_memory, width=width or p.model.width)
 train_cfg = dataclasses.replace(p.train, epochs=epochs or p.train.epochs, max_steps_per_epoch=max_steps,
                                 seed=seed, device=device)
 run = pipeline.run_folder(out_dir)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from mnadlib import cli
+from mnadlib.checkpoint import load_checkpoint
 from mnadlib.inject import InjectConfig
 from mnadlib.seeds import report, run_seed, spread
 from mnadlib.synth import SynthPreset
@@ -17,9 +18,10 @@ TINY = SynthPreset(size=(48, 72), train_lengths=(16, 16), test_lengths=(30, 30, 
 
 
 def test_one_seed_end_to_end(tmp_path: Path) -> None:
-    run = run_seed(3, tmp_path, synth_preset=TINY, epochs=1)
+    run = run_seed(3, tmp_path, synth_preset=TINY, epochs=1, width=0.125)
     meta = json.loads((tmp_path / "seed3" / "data" / "synthped" / "testing" / "annotations.json").read_text())
-    assert meta["seed"] == 3 and (tmp_path / "seed3" / "pred_mem" / "model.pt").is_file() and run["epochs"] == 1
+    assert meta["seed"] == 3 and run["epochs"] == 1 and run["width"] == 0.125
+    assert load_checkpoint(tmp_path / "seed3" / "pred_mem" / "model.pt")[0].cfg.width == 0.125
     protocol = run["frame_auc"]["paper protocol: test-time update, per-video min-max"]
     assert 0 <= protocol <= 100 and "no test-time update" in run["frame_auc"]
     kinds = {o["kind"] for v in meta["videos"].values() for o in v["objects"]}
@@ -47,6 +49,8 @@ def test_bad_seed_arguments_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "repeats a seed" in capsys.readouterr().err and not any(tmp_path.iterdir())
     assert cli.main(["seeds", "--seeds", "1", "--epochs", "-1", "--work", str(tmp_path)]) == 2
     assert "--epochs must be >= 0" in capsys.readouterr().err and not any(tmp_path.iterdir())
+    assert cli.main(["seeds", "--seeds", "1", "--width", "-0.5", "--work", str(tmp_path)]) == 2
+    assert "--width must be >= 0" in capsys.readouterr().err and not any(tmp_path.iterdir())
 
 
 def test_one_seed_on_footage_with_injected_anomalies(tmp_path: Path, walking_footage) -> None:

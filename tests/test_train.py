@@ -94,8 +94,12 @@ def _cli(*args):
 
 def test_cli_train_then_evaluate(frames, tmp_path):
     run = tmp_path / "run"
-    r = _cli("train", "--data", str(frames.parents[1]), "--epochs", "1", "--size", "32", "32", "--out", str(run), "--quiet")
+    r = _cli("train", "--data", str(frames.parents[1]), "--epochs", "1", "--size", "32", "32", "--width", "0.125",
+             "--out", str(run), "--quiet")
     assert r.returncode == 0, r.stderr
+    assert load_checkpoint(run / "model.pt")[0].cfg.width == 0.125
+    r = _cli("train", "--data", str(frames.parents[1]), "--width", "0", "--out", str(tmp_path / "bad"), "--quiet")
+    assert r.returncode == 2 and "width must be positive" in r.stderr and not (tmp_path / "bad").exists()
     test = frames.parents[1] / "testing" / "frames"
     test.mkdir(parents=True)
     (frames / "01").rename(test / "01")
