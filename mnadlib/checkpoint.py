@@ -16,7 +16,6 @@ import os
 import pickle
 import tempfile
 import types
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +117,7 @@ def _torch_load(path: str | Path, weights_only: bool) -> Any:
             f"{path} could not be loaded safely ({exc}). If it is the authors' whole-model pickle "
             "(model.pth), load it with load_original() or `python -m mnadlib convert`."
         ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError) as exc:
+    except Exception as exc:  # corrupt bytes fail anywhere in the unpickler: IndexError, OverflowError, MemoryError...
         raise CheckpointError(f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); copy or re-create it") from exc
 
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -70,12 +71,27 @@ def test_damaged_files_give_clear_errors(tmp_path, damage):
     good = ck.save_checkpoint(tmp_path / "good.pt", MNAD(cfg), init_items(cfg.msize, cfg.fdim))
     data = good.read_bytes()
     bad = tmp_path / "bad.pt"
-    bad.write_bytes({"empty": b"", "truncated": data[: len(data) // 2], "garbage": os.urandom(4096),
+    bad.write_bytes({"empty": b"", "truncated": data[: len(data) // 2], "garbage": np.random.default_rng(0).bytes(4096),
                      "truncated_gzip": gzip.compress(data)[:500]}[damage])
     with pytest.raises(ck.CheckpointError, match="bad.pt"):
         ck.load_checkpoint(bad)
     with pytest.raises(ck.CheckpointError, match="not found"):
         ck.load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_random_bytes_always_give_checkpoint_error(tmp_path):
+    """Corrupt bytes fail in many places of the unpicklers (IndexError, OverflowError, MemoryError, ...):
+    every one of them must surface as CheckpointError, on our loader and on the authors' model.pth loader.
+    Seeds 0-199 include blobs that raised each of those before they were caught."""
+    bad = tmp_path / "bad.pt"
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        for prefix in (b"", b"\x80\x02"):  # plain garbage, and garbage behind a pickle protocol-2 header
+            bad.write_bytes(prefix + rng.bytes(4096))
+            with pytest.raises(ck.CheckpointError, match="bad.pt"):
+                ck.load_checkpoint(bad)
+            with pytest.raises(ck.CheckpointError, match="bad.pt"):
+                ck.load_original(bad, tmp_path / "keys.pt")
 
 
 def test_authors_files_wrong_kind_and_keys(parity, tmp_path):
