@@ -117,6 +117,7 @@ out = run.write_json("01_prepare_data", {
 })
 print(f"wrote {out}")
 if expected is not None:
-    assert counts == expected, f"{dataset} counts {counts} differ from the published {expected}"
+    assert counts == expected, (f"{dataset} counts {counts} differ from the published {expected}: check the download, "
+                                f"or give the folder another name (e.g. {dataset}_part) to run on part of it")
 if dataset == "synthped" or footage:
     assert summary["labels"]["frames"] == counts["test_frames"] and 0 < summary["labels"]["anomalous"] < counts["test_frames"]

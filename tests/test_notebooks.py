@@ -94,6 +94,23 @@ def test_bad_parameters_fail_with_a_clear_error(tmp_path: Path, name: str, param
     assert err.ename == ename and message in err.evalue
 
 
+def test_a_published_dataset_name_with_other_counts_is_refused(tmp_path: Path) -> None:
+    """A UCSD release folder is checked against Ped2's published counts; the error says how to run on part of it."""
+    import cv2
+    import numpy as np
+
+    root = tmp_path / "data" / "UCSDped2"
+    for split in ("Train", "Test"):
+        folder = root / split / f"{split}001"
+        folder.mkdir(parents=True)
+        for t in range(12):
+            cv2.imwrite(str(folder / f"{t + 1:03d}.tif"), np.full((16, 24, 3), 10 * t, np.uint8))
+    np.save(tmp_path / "data" / "frame_labels_UCSDped2.npy", np.zeros((1, 12), int))
+    err = _run("01_prepare_data", tmp_path, dataset="UCSDped2", data_root=str(tmp_path / "data"))
+    assert err.ename == "AssertionError" and "differ from the published" in err.evalue
+    assert "'test_videos': 12" in err.evalue and "UCSDped2_part" in err.evalue
+
+
 def test_checkpoint_of_the_other_method_is_refused(tmp_path: Path) -> None:
     torch.manual_seed(0)
     cfg = ModelConfig(method="pred", width=0.125)
