@@ -21,8 +21,14 @@ PARITY = Path(os.environ.get("MNADLIB_PARITY", ROOT.parent / "shared" / "parity"
 
 @pytest.fixture(scope="session")
 def parity() -> Path:
-    """Path of ../shared/parity; tests that need it skip, saying why, only when it is absent."""
+    """Path of ../shared/parity; tests that need it skip, saying why, only when it is absent.
+
+    With ``MNADLIB_REQUIRE_PARITY`` set (``.ci/run`` sets it) they fail instead: CI has the pack.
+    """
     if not (PARITY / "README.md").is_file():
+        if os.environ.get("MNADLIB_REQUIRE_PARITY"):
+            pytest.fail(f"MNADLIB_REQUIRE_PARITY is set but the parity pack is not at {PARITY}: "
+                        "check out ../shared beside this repository or set MNADLIB_PARITY")
         pytest.skip(f"parity pack not found at {PARITY} (set MNADLIB_PARITY); CI has it beside the checkout")
     return PARITY
 
