@@ -352,30 +352,3 @@ def rescore(result: EvalResult, alpha: float, error: str = "frame", norm: str = 
     auc, macro = summarise(tmp)
     return scores, auc, macro
 
-
-def auc_by_kind(result: EvalResult, objects: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Frame AUC (%) of each annotated anomaly kind: the scored frames showing it against every normal frame.
-
-    ``objects`` maps a video to its annotated objects (``{"kind": str, "frames": [int, ...]}``, as in
-    synthped's ``annotations.json``). Scores are the result's regularity scores, as the frame AUC
-    uses them, so the rows say which kinds the protocol separates and which it misses.
-    """
-    if any(s.label is None for s in result.videos.values()):
-        raise ValueError("auc_by_kind needs an EvalResult computed with labels")
-    normal, shown = [], {}
-    for name, s in result.videos.items():
-        kinds: dict[int, set[str]] = {}
-        for obj in objects.get(name, []):
-            for f in obj["frames"]:
-                kinds.setdefault(int(f), set()).add(str(obj["kind"]))
-        for frame, score, label in zip(s.frames, s.score, s.label):
-            if not label:
-                normal.append(score)
-            for kind in kinds.get(frame, ()):
-                shown.setdefault(kind, []).append(score)
-    rows = []
-    for kind in sorted(shown):
-        y = np.r_[np.zeros(len(normal)), np.ones(len(shown[kind]))]
-        auc = scoring.frame_auc(np.r_[normal, shown[kind]], y) if normal else None
-        rows.append({"kind": kind, "frames": len(shown[kind]), "frame_auc": None if auc is None else round(100 * auc, 2)})
-    return rows

@@ -142,7 +142,7 @@ def _versions() -> dict[str, str]:
 
 
 def summary(out: Path) -> str:
-    """The results table of a finished run: the main AUC with its claim, Table 1, the ablation and the AUC per kind."""
+    """The results table of a finished run: the main AUC with its claim, Table 1, the ablation, the AUC per kind and size."""
     res = json.loads((out / "results.json").read_text())
     main, claim = res["main"], res["claims"]
     lines = [f"main model {main['variant']}: frame AUC {100 * main['frame_auc']:.2f}%, macro AUC "
@@ -157,8 +157,11 @@ def summary(out: Path) -> str:
                   format_table(res["prediction_quality"],
                                ("predictor", "normal_psnr", "anomalous_psnr", "gap_db", "normal_sd_db"))]
     if res.get("by_kind"):
-        lines += ["", "Frame AUC % of each anomaly kind (its frames against every normal frame)",
-                  format_table(res["by_kind"], ("kind", "frames", "frame_auc"))]
+        lines += ["", "Frame AUC % of each anomaly kind (its frames against every normal frame; protocol and running-max)",
+                  format_table(res["by_kind"], ("kind", "frames", "frame_auc", "frame_auc_running"))]
+    if res.get("by_size"):
+        lines += ["", "Frame AUC % by the anomaly's visible area, % of the frame (protocol and running-max)",
+                  format_table(res["by_size"], ("visible_area", "frames", "frame_auc", "frame_auc_running"))]
     return "\n".join(lines)
 
 

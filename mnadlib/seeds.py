@@ -4,8 +4,8 @@ One synthped ``small`` test split holds five anomalous videos, so a single seed'
 by several points with where the anomalies happen to walk (near the camera or far). For each seed
 this generates synthped, trains pred + memory with the ``cpu`` preset (data and weights seeded
 alike), and measures the paper's protocol, the ablation rows on that model, the frame AUC per
-anomaly kind and the default localization mode; then prints every row's mean and standard
-deviation over the seeds. A benchmark, not a test: about a minute per seed on 2 CPU cores.
+anomaly kind and per visible anomaly size, and the default localization mode; then prints every
+row's mean and standard deviation over the seeds. A benchmark, not a test: about a minute per seed on 2 CPU cores.
 
 ``--footage VIDEO`` does the same on real footage: per seed, ``mnadlib.inject`` pastes another
 set of anomalies into the video's test part, and the model is trained on its normal first part.
@@ -26,7 +26,8 @@ import numpy as np
 from . import ablation, pipeline
 from .config import ConfigError, preset
 from .data import split_dir
-from .evaluate import auc_by_kind, evaluate
+from .breakdown import areas_from_masks, auc_by_kind, auc_by_size
+from .evaluate import evaluate
 from .inject import InjectConfig
 from .localize_eval import OURS, OURS_NAME, localization_metrics
 from .synth import SynthPreset
@@ -69,6 +70,8 @@ def run_seed(seed: int, work: Path, synth_preset: str | SynthPreset = "small", e
         "frame_auc": {r["setting"]: r["frame_auc"] for r in rows},
         "macro_auc": {r["setting"]: r["macro_auc"] for r in rows},
         "by_kind": {r["kind"]: r["frame_auc"] for r in auc_by_kind(result, objects)},
+        "by_size": {f"{r['visible_area']}, {score}": r[key] for r in auc_by_size(result, areas_from_masks(ds.path, videos))
+                    for score, key in (("protocol", "frame_auc"), ("running-max", "frame_auc_running"))},
         "psnr": {f"{q['predictor']}, {k}": q[key] for q in quality
                  for k, key in (("normal frames", "normal_psnr"), ("anomalous frames", "anomalous_psnr"),
                                 ("sd of normal frames within a video", "normal_sd_db"))},
@@ -79,10 +82,10 @@ def run_seed(seed: int, work: Path, synth_preset: str | SynthPreset = "small", e
 
 def spread(runs: Sequence[dict[str, Any]], group: str) -> dict[str, tuple[float, float, int]]:
     """Per key of ``group``: (mean, sample standard deviation, seeds counted), over runs where it was measured."""
-    keys = dict.fromkeys(k for r in runs for k in r[group])
+    keys = dict.fromkeys(k for r in runs for k in r.get(group, {}))
     out = {}
     for key in keys:
-        vals = [r[group][key] for r in runs if r[group].get(key) is not None]
+        vals = [r[group][key] for r in runs if r.get(group, {}).get(key) is not None]
         if vals:
             out[key] = (float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, len(vals))
     return out
@@ -93,12 +96,16 @@ def report(runs: Sequence[dict[str, Any]]) -> str:
     seeds = [r["seed"] for r in runs]
     lines = []
     for group, title in (("frame_auc", "frame AUC %"), ("macro_auc", "macro AUC %"),
-                         ("by_kind", "frame AUC % per anomaly kind"), ("psnr", "mean PSNR dB"),
+                         ("by_kind", "frame AUC % per anomaly kind"),
+                         ("by_size", "frame AUC % by the anomaly's visible area (% of the frame)"), ("psnr", "mean PSNR dB"),
                          ("localization", "localization %, " + OURS_NAME)):
+        rows = spread(runs, group)
+        if not rows:
+            continue
         lines += ["", f"| {title} | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± sd |",
                   "|---|" + "---|" * (len(seeds) + 1)]
-        for key, (mean, sd, n) in spread(runs, group).items():
-            cells = ["-" if r[group].get(key) is None else f"{r[group][key]:.1f}" for r in runs]
+        for key, (mean, sd, n) in rows.items():
+            cells = ["-" if r.get(group, {}).get(key) is None else f"{r[group][key]:.1f}" for r in runs]
             note = "" if n == len(runs) else f" (n={n})"
             lines.append(f"| {key} | " + " | ".join(cells) + f" | {mean:.1f} ± {sd:.1f}{note} |")
     return "\n".join(lines).strip()

@@ -85,7 +85,8 @@ from pathlib import Path
 from mnadlib import pipeline
 from mnadlib.ablation import ablation_rows, copy_baseline, prediction_quality, variant_rows
 from mnadlib.config import preset
-from mnadlib.evaluate import auc_by_kind, evaluate
+from mnadlib.breakdown import areas_from_masks, auc_by_kind, auc_by_size
+from mnadlib.evaluate import evaluate
 from mnadlib.train import resolve_device
 
 t0 = time.time()
@@ -163,13 +164,23 @@ if baseline is not None and quality[0]["normal_psnr"] < quality[1]["normal_psnr"
 #
 # When the dataset annotates its anomalous objects (synthped's `annotations.json`), the frame AUC
 # of each kind alone: the frames showing it against every normal frame, with the protocol's
-# scores. It tells a weak kind (one the score cannot see) from a weak protocol (one that mixes
-# videos badly, which lowers every kind).
+# scores (`frame_auc`) and with the running-max extension's (`frame_auc_running`). It tells a weak
+# kind (one the score cannot see) from a weak protocol (one that mixes videos badly, which lowers
+# every kind).
+#
+# When the dataset has pixel masks (synthped, UCSD's `_gt` folders, ShanghaiTech's
+# `test_pixel_mask`), the same by how much of the frame the anomaly covers, in fixed bins: it
+# tells whether the misses are the frames where the anomaly is small (far from the camera, or
+# only entering the frame).
 
 # %%
 objects = pipeline.annotated_objects(ds)
 by_kind = auc_by_kind(result, objects) if objects else []
-print(pipeline.format_table(by_kind, ("kind", "frames", "frame_auc")) if by_kind else "no per-object annotations")
+print(pipeline.format_table(by_kind, ("kind", "frames", "frame_auc", "frame_auc_running"))
+      if by_kind else "no per-object annotations")
+by_size = auc_by_size(result, areas_from_masks(ds.path, videos))
+print(pipeline.format_table(by_size, ("visible_area", "frames", "frame_auc", "frame_auc_running"))
+      if by_size else "no pixel masks")
 
 # %% [markdown]
 # ## Results
@@ -179,7 +190,8 @@ claims = {"min_auc": min_auc, "frame_auc": result.auc, "holds": result.auc >= mi
 out = pipeline.write_results(run, {
     "params": params, "dataset": ds.path, "main": {"checkpoint": main.source, "variant": variant, "frame_auc": result.auc,
                                                    "macro_auc": result.macro_auc, "eval_s": eval_s},
-    "table1": table1, "ablation": rows, "prediction_quality": quality, "by_kind": by_kind, "claims": claims,
+    "table1": table1, "ablation": rows, "prediction_quality": quality, "by_kind": by_kind, "by_size": by_size,
+    "claims": claims,
     "wall_s": round(time.time() - t0, 1),
 })
 print(f"wrote {out}")

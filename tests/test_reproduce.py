@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from mnadlib import pipeline, reproduce, synth
+from mnadlib.breakdown import AREA_BINS
 from mnadlib.data import DataError
-from mnadlib.evaluate import EvalResult, VideoScores, auc_by_kind
+from mnadlib.evaluate import EvalResult, VideoScores
 
 
 def test_smoke_run_end_to_end_then_refuses_to_overwrite(tmp_path: Path) -> None:
@@ -29,6 +30,10 @@ def test_smoke_run_end_to_end_then_refuses_to_overwrite(tmp_path: Path) -> None:
     assert "copying the previous frame" in done.stdout
     assert {r["kind"] for r in results["by_kind"]} <= set(synth.ANOMALY_KINDS) and results["by_kind"]
     assert "each anomaly kind" in done.stdout
+    assert results["by_size"] and {r["visible_area"] for r in results["by_size"]} <= set(AREA_BINS)
+    scored = json.loads((run / "results" / "eval_pred_mem.json").read_text())["videos"].values()
+    assert sum(r["frames"] for r in results["by_size"]) == sum(sum(v["label"]) for v in scored)  # every anomalous frame binned
+    assert "visible area" in done.stdout
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "ok" and manifest["python"] == sys.executable and manifest["smoke"]
     assert [s["notebook"] for s in manifest["steps"]] == ["01_prepare_data", "02_train_pred_mem", "02_train_pred_nomem",
@@ -138,20 +143,6 @@ def test_prepare_dataset_regenerates_what_an_older_generator_wrote(tmp_path: Pat
     assert json.loads(meta_path.read_text())["generator"] == synth.GENERATOR_VERSION
     objects = pipeline.annotated_objects(ds)
     assert objects is not None and set(objects) == {v.name for v in ds.videos("testing")}
-
-
-def test_auc_by_kind_separates_what_the_score_sees_from_what_it_misses() -> None:
-    videos = {"01": VideoScores(frames=[4, 5, 6, 7, 8], score=[0.9, 0.8, 0.1, 0.2, 0.85], label=[0, 0, 1, 1, 1]),
-              "02": VideoScores(frames=[4, 5, 6], score=[0.7, 0.95, 0.6], label=[0, 0, 1])}
-    objects = {"01": [{"kind": "cart", "frames": [6, 7]}, {"kind": "lawn_walker", "frames": [7, 8]}],
-               "02": [{"kind": "lawn_walker", "frames": [6]}], "03": [{"kind": "cart", "frames": [1]}]}
-    rows = auc_by_kind(EvalResult(videos, auc=None, macro_auc=None, config={}), objects)
-    # cart frames (0.1, 0.2) score below every normal frame (0.7..0.95): perfectly separated
-    assert rows[0] == {"kind": "cart", "frames": 2, "frame_auc": 100.0}
-    # lawn walker frames (0.2, 0.85, 0.6) against the normals: 4 + 2 + 4 of 12 pairs ranked right
-    assert rows[1] == {"kind": "lawn_walker", "frames": 3, "frame_auc": round(100 * 10 / 12, 2)}
-    with pytest.raises(ValueError, match="labels"):
-        auc_by_kind(EvalResult({"01": VideoScores(frames=[4], score=[0.5])}, None, None, {}), objects)
 
 
 def test_pick_examples_and_tables() -> None:

@@ -26,6 +26,8 @@ def test_one_seed_end_to_end(tmp_path: Path) -> None:
     assert 0 <= protocol <= 100 and "no test-time update" in run["frame_auc"]
     kinds = {o["kind"] for v in meta["videos"].values() for o in v["objects"]}
     assert set(run["by_kind"]) == kinds and all(0 <= a <= 100 for a in run["by_kind"].values())
+    assert run["by_size"] and all(0 <= a <= 100 for a in run["by_size"].values())
+    assert {k.rsplit(", ", 1)[1] for k in run["by_size"]} == {"protocol", "running-max"}
     assert 0 <= run["localization"]["pixel_auroc"] <= 100
     assert set(run["psnr"]) == {f"{p}, {k}" for p in ("model", "zero_motion (the previous frame)")
                                 for k in ("normal frames", "anomalous frames", "sd of normal frames within a video")}
@@ -42,6 +44,7 @@ def test_spread_and_report_count_only_measured_values() -> None:
     text = report(runs)
     assert "| a | 70.0 | 80.0 | 75.0 ± 7.1 |" in text and "| b | - | 50.0 | 50.0 ± 0.0 (n=1) |" in text
     assert "| cart | 60.0 | 70.0 | 65.0 ± 7.1 |" in text
+    assert "visible area" not in text and "PSNR" not in text  # groups no run measured get no table
 
 
 def test_bad_seed_arguments_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
