@@ -22,7 +22,7 @@ from .evaluate import EvalResult, rescore
 from .frames import FrameSource
 
 # Upper edges of the visible-area bins, as fractions of the frame; fixed, so tables of different
-# datasets and frame sizes line up. A Ped2 pedestrian near the camera covers about 1 %.
+# datasets and frame sizes line up.
 AREA_EDGES = (0.0025, 0.005, 0.01, 0.02)
 AREA_BINS = ("< 0.25 %", "0.25-0.5 %", "0.5-1 %", "1-2 %", ">= 2 %")
 
