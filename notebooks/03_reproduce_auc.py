@@ -84,8 +84,8 @@ from pathlib import Path
 
 from mnadlib import pipeline
 from mnadlib.ablation import ablation_rows, copy_baseline, prediction_quality, variant_rows
-from mnadlib.config import preset
 from mnadlib.breakdown import areas_from_masks, auc_by_kind, auc_by_size
+from mnadlib.config import preset
 from mnadlib.evaluate import evaluate
 from mnadlib.train import resolve_device
 
