@@ -79,6 +79,9 @@ def auc_by_size(result: EvalResult, areas: Mapping[str, np.ndarray]) -> list[dic
         if name not in areas or s.label is None:
             continue
         area = np.asarray(areas[name], dtype=np.float64)
+        if s.frames and len(area) <= max(s.frames):
+            raise ValueError(f"video '{name}' has {len(area)} visible-area values but frame {max(s.frames)} "
+                             "was scored; give one value per frame of the video (areas_from_masks does)")
         groups[name] = {f: [area_bin(area[f])] for f, lab in zip(s.frames, s.label) if lab}
     rows = _auc_by_group(result, groups)
     return [{"visible_area": b, **rows[b]} for b in AREA_BINS if b in rows]

@@ -56,6 +56,8 @@ def test_auc_by_size_scores_each_bin_against_every_normal_frame() -> None:
     # large frames score 0.2 and 0.85 against normals 0.9, 0.8, 0.7, 0.95: 4 + 2 of 8 pairs;
     # running max -0.5 and -6 against 0, 0, 0, -1: 3 + 4 of 8
     assert rows[1] == {"visible_area": AREA_BINS[4], "frames": 2, "frame_auc": 75.0, "frame_auc_running": 87.5}
+    with pytest.raises(ValueError, match="one value per frame"):
+        auc_by_size(_result(), {"01": np.zeros(8)})
 
 
 def test_areas_from_synthped_masks_match_its_labels(tmp_path) -> None:
