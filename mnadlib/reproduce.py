@@ -3,6 +3,11 @@
 Each run gets its own folder ``runs/<name>/`` holding the executed notebooks, the data (for
 synthped), the trained variants, ``results.json`` (03), the figures and ``manifest.json``
 (parameters, versions, git commit, wall times). An existing run folder is never overwritten.
+``--resume RUN`` continues an interrupted or failed run in its own folder with the parameters it
+started with: finished notebooks are skipped, training continues from the last epoch's
+checkpoint, and the executed copy of a notebook that is run again is kept beside the new one.
+The manifest is rewritten after every notebook, so even a killed run says how far it got; a lock
+on the run folder keeps a resume from racing a run that is still alive.
 With ``--dataset NAME -p footage VIDEO`` the data are a video of your own normal scene with
 anomalies injected into its second half (``mnadlib.inject``), written into the run folder.
 02 runs once per trained variant (``pred_mem``, ``pred_nomem``, ``recon_mem`` by default), so
@@ -25,15 +30,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+
 import yaml
 
 from . import __version__
 from .pipeline import VARIANTS, format_table, table1_columns
+from .runlog import RunLocked, attempt_path, hold, read_manifest, write_manifest
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = ("01_prepare_data", "02_train", "03_reproduce_auc", "05_result_figures")
 SMOKE = {"epochs": 1, "max_steps": 2, "min_auc": 0.0, "tsne_frames": 4, "svg": False}
 CLAIM_AUC = 0.70  # 03 asserts this frame AUC on synthped with the cpu preset (lowest over seeds 0-4: 0.718, README)
+INTERRUPTED = 130  # exit status after Ctrl-C, as a shell reports SIGINT
 
 
 class PipelineError(RuntimeError):
@@ -85,7 +93,8 @@ def plan(dataset: str, data_root: Path | None, out: Path, user: Mapping[str, Any
     steps = [("01_prepare_data", "01_prepare_data", {})]
     for v in variants:
         method, memory = VARIANTS[v]
-        steps.append((f"02_train_{v}", "02_train", {"method": method, "use_memory": memory}))
+        # resume: a checkpoint exists only when an earlier attempt in this run folder was interrupted
+        steps.append((f"02_train_{v}", "02_train", {"method": method, "use_memory": memory, "resume": True}))
     ckpt = out / "train" / f"{main}_mem" / "model.pt"
     steps.append(("03_reproduce_auc", "03_reproduce_auc", {"checkpoint": str(ckpt)}))
     steps.append(("05_result_figures", "05_result_figures", {"checkpoint": str(ckpt)}))
@@ -99,24 +108,40 @@ def plan(dataset: str, data_root: Path | None, out: Path, user: Mapping[str, Any
 
 
 def execute(steps: Sequence[tuple[str, str, dict[str, Any]]], out: Path, log: dict[str, Any]) -> None:
-    """Run every step with papermill into ``out/notebooks``; PipelineError names the failing one."""
+    """Run every step not yet done with papermill into ``out/notebooks``; PipelineError names a failing one.
+
+    A step is done when the manifest's log holds it with status ok. The manifest is rewritten
+    after every step. An executed copy left by an earlier attempt is renamed, never overwritten.
+    """
     import papermill
 
     kernel = current_python_kernel()
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
+    done = {s["notebook"] for s in log["steps"] if s["status"] == "ok"}
     for run, src, params in steps:
+        if run in done:
+            print(f"[{time.strftime('%H:%M:%S')}] {run}: done in an earlier attempt, skipped", flush=True)
+            continue
         target = out / "notebooks" / f"{run}.ipynb"
+        if target.exists():
+            target.rename(attempt_path(target))
         print(f"[{time.strftime('%H:%M:%S')}] {run} {json.dumps(params)}", flush=True)
         t0, error = time.time(), None
+        entry = {"notebook": run, "parameters": params, "wall_s": None, "status": "running"}
+        log["steps"].append(entry)
+        write_manifest(out, log)
         try:
             papermill.execute_notebook(str(_source(src)), str(target), parameters=params, kernel_name="python3",
                                        kernel_manager_class=kernel, progress_bar=False, cwd=str(out))
         except papermill.PapermillExecutionError as exc:
             error = f"in cell {exc.exec_count} with {exc.ename}: {exc.evalue}"
+        except KeyboardInterrupt:
+            entry.update(wall_s=round(time.time() - t0, 1), status="interrupted")
+            raise
         except Exception as exc:  # the kernel died or did not start
             error = f"with {type(exc).__name__}: {exc}"
-        log["steps"].append({"notebook": run, "parameters": params, "wall_s": round(time.time() - t0, 1),
-                             "status": "failed" if error else "ok"})
+        entry.update(wall_s=round(time.time() - t0, 1), status="failed" if error else "ok")
+        write_manifest(out, log)
         if error:
             raise PipelineError(f"notebook {run} failed {error}\nexecuted copy: {target}")
         print(f"    done in {time.time() - t0:.0f} s", flush=True)
@@ -170,7 +195,23 @@ def _fresh_dir(runs_dir: Path, name: str | None, dataset: str) -> Path:
     name = name or f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = (runs_dir / name).expanduser().resolve()
     if out.exists():
-        raise FileExistsError(f"run folder {out} already exists; pick another --name (runs are never overwritten)")
+        raise FileExistsError(f"run folder {out} already exists; pick another --name (runs are never overwritten), "
+                              f"or continue it with --resume {out}")
+    return out
+
+
+RUN_OPTIONS = ("name", "runs_dir", "config", "param", "smoke", "dataset", "data_root", "variants")
+
+
+def _check_resume_args(args: argparse.Namespace, ap: argparse.ArgumentParser) -> Path:
+    """The run folder of ``--resume``, refusing options that would change the run's parameters."""
+    given = [f"--{k.replace('_', '-')}" for k in RUN_OPTIONS if getattr(args, k) != ap.get_default(k)]
+    if given:
+        raise ValueError(f"--resume continues a run with the parameters it started with; drop {', '.join(given)} "
+                         "(or start a new run with them)")
+    out = Path(args.resume).expanduser().resolve()
+    if not out.is_dir():
+        raise ValueError(f"--resume {out}: no such run folder")
     return out
 
 
@@ -211,54 +252,102 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--data-root", help="folder holding <dataset>/ and frame_labels_<dataset>.npy (needed for real datasets)")
     ap.add_argument("--variants", default=",".join(VARIANTS),
                     help=f"comma-separated variants that 02 trains (default {','.join(VARIANTS)}); the main one is <method>_mem")
+    ap.add_argument("--resume", metavar="RUN_DIR",
+                    help="continue an interrupted or failed run in its folder, with the parameters it started with: "
+                         "finished notebooks are skipped, training continues from its last checkpoint")
     return ap
 
 
+def _new_run(args: argparse.Namespace, argv: Sequence[str] | None) -> tuple[Path, list, dict[str, Any]]:
+    """Validate the options of a new run; return its (not yet created) folder, its steps and its log."""
+    user = _user_params(args.config, args.param)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad:
+        raise ValueError(f"unknown variant(s) {bad}; choose from {list(VARIANTS)}")
+    if f"{user.get('method', 'pred')}_mem" not in variants:
+        raise ValueError(f"--variants must include {user.get('method', 'pred')}_mem, the main model 03 evaluates")
+    if not args.dataset or Path(args.dataset).name != args.dataset or args.dataset in (".", ".."):
+        raise ValueError(f"--dataset must be a folder name under --data-root, got {args.dataset!r}")
+    if user.get("footage"):  # the notebooks run in the run folder: make the video's path absolute
+        user["footage"] = str(Path(str(user["footage"])).expanduser().resolve())
+        if not Path(user["footage"]).exists():
+            raise ValueError(f"footage {user['footage']} does not exist")
+    if args.dataset != "synthped" and not args.data_root and not user.get("footage"):
+        raise ValueError(f"--dataset {args.dataset} needs --data-root (the folder holding {args.dataset}/), "
+                         "or -p footage VIDEO to inject anomalies into a video of a normal scene")
+    data_root = Path(args.data_root).expanduser().resolve() if args.data_root else None
+    if data_root is not None and not data_root.is_dir():
+        raise ValueError(f"--data-root {data_root} does not exist")
+    out = _fresh_dir(Path(args.runs_dir), args.name, args.dataset)
+    steps = plan(args.dataset, data_root, out, user, args.smoke, variants)
+    log: dict[str, Any] = {"command": _command(argv), "python": sys.executable, "versions": _versions(),
+                           "git_commit": _git_commit(), "smoke": args.smoke, "dataset": args.dataset,
+                           "data_root": None if data_root is None else str(data_root), "variants": variants,
+                           "parameters": user, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "steps": []}
+    return out, steps, log
+
+
+def _command(argv: Sequence[str] | None) -> list[str]:
+    """The command line that ran, for the manifest."""
+    return [sys.executable, "-m", "mnadlib.reproduce", *(argv if argv is not None else sys.argv[1:])]
+
+
+def _continue(out: Path, argv: Sequence[str] | None) -> tuple[list, dict[str, Any]]:
+    """The steps and log of the run in ``out``, with this attempt recorded in the log."""
+    log = read_manifest(out)
+    data_root = Path(log["data_root"]) if log.get("data_root") else None
+    steps = plan(log["dataset"], data_root, out, log["parameters"], log["smoke"], log["variants"])
+    commit = _git_commit()
+    if commit != log.get("git_commit"):
+        print(f"warning: this run started at git commit {log.get('git_commit')} and continues at {commit}; "
+              "its notebooks may differ between the two attempts", file=sys.stderr)
+    log.setdefault("resumed", []).append({"command": _command(argv), "git_commit": commit, "after": log.get("status"),
+                                          "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    return steps, log
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: 0 when every notebook ran and every claim held, 1 when one failed, 2 on bad arguments."""
-    args = build_parser().parse_args(argv)
+    """Entry point: 0 when every notebook ran and every claim held, 1 when one failed, 2 on bad arguments, 130 on Ctrl-C."""
+    ap = build_parser()
+    args = ap.parse_args(argv)
     t0 = time.time()
     try:
-        user = _user_params(args.config, args.param)
-        variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-        bad = [v for v in variants if v not in VARIANTS]
-        if bad:
-            raise ValueError(f"unknown variant(s) {bad}; choose from {list(VARIANTS)}")
-        if f"{user.get('method', 'pred')}_mem" not in variants:
-            raise ValueError(f"--variants must include {user.get('method', 'pred')}_mem, the main model 03 evaluates")
-        if not args.dataset or Path(args.dataset).name != args.dataset or args.dataset in (".", ".."):
-            raise ValueError(f"--dataset must be a folder name under --data-root, got {args.dataset!r}")
-        if user.get("footage"):  # the notebooks run in the run folder: make the video's path absolute
-            user["footage"] = str(Path(str(user["footage"])).expanduser().resolve())
-            if not Path(user["footage"]).exists():
-                raise ValueError(f"footage {user['footage']} does not exist")
-        if args.dataset != "synthped" and not args.data_root and not user.get("footage"):
-            raise ValueError(f"--dataset {args.dataset} needs --data-root (the folder holding {args.dataset}/), "
-                             "or -p footage VIDEO to inject anomalies into a video of a normal scene")
-        data_root = Path(args.data_root).expanduser().resolve() if args.data_root else None
-        if data_root is not None and not data_root.is_dir():
-            raise ValueError(f"--data-root {data_root} does not exist")
-        out = _fresh_dir(Path(args.runs_dir), args.name, args.dataset)
-        steps = plan(args.dataset, data_root, out, user, args.smoke, variants)
-        out.mkdir(parents=True)
-    except (ValueError, FileExistsError, FileNotFoundError, yaml.YAMLError) as exc:
+        if args.resume:
+            out = _check_resume_args(args, ap)
+        else:
+            out, steps, log = _new_run(args, argv)
+            out.mkdir(parents=True)
+        with hold(out):
+            if args.resume:
+                steps, log = _continue(out, argv)
+                if log["resumed"][-1]["after"] == "ok":
+                    print(summary(out) + f"\n\nrun folder: {out} (ok: finished earlier, nothing to resume)")
+                    return 0
+            return _run(steps, out, log, t0)
+    except (ValueError, FileExistsError, FileNotFoundError, RunLocked, yaml.YAMLError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    log: dict[str, Any] = {"command": [sys.executable, "-m", "mnadlib.reproduce", *(argv if argv is not None else sys.argv[1:])],
-                           "python": sys.executable, "versions": _versions(), "git_commit": _git_commit(),
-                           "smoke": args.smoke, "dataset": args.dataset, "variants": variants, "parameters": user,
-                           "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "steps": []}
+
+
+def _run(steps: Sequence[tuple[str, str, dict[str, Any]]], out: Path, log: dict[str, Any], t0: float) -> int:
+    """Execute the steps, keep the manifest current, print the results table; the exit status."""
+    log["status"] = "running"
     status = 0
     try:
         execute(steps, out, log)
     except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}\nafter fixing the cause, continue with: python -m mnadlib.reproduce --resume {out}",
+              file=sys.stderr)
         status = 1
-    log.update(status="ok" if status == 0 else "failed", wall_s=round(time.time() - t0, 1))
-    (out / "manifest.json").write_text(json.dumps(log, indent=1))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: python -m mnadlib.reproduce --resume {out}", file=sys.stderr)
+        status = INTERRUPTED
+    log.update(status={0: "ok", 1: "failed"}.get(status, "interrupted"), wall_s=round(time.time() - t0, 1))
+    write_manifest(out, log)
     if status == 0:
         print("\n" + summary(out))
-    print(f"\nrun folder: {out} ({'ok' if status == 0 else 'FAILED'}, {log['wall_s']:.0f} s)")
+    print(f"\nrun folder: {out} ({log['status']}, {log['wall_s']:.0f} s)")
     return status
 
 

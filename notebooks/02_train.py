@@ -26,7 +26,10 @@
 #
 # Writes `<out_dir>/train/<method>_<mem|nomem>/model.pt` (loadable by `python -m mnadlib
 # evaluate --checkpoint`), `history.json` with per-epoch losses and memory usage, and shows the
-# loss curves and how often each memory item is the nearest one to a query.
+# loss curves and how often each memory item is the nearest one to a query. A resumable
+# `checkpoint.pt` is written after every epoch; with `resume=True` an interrupted training
+# continues after its last epoch, to the same weights (`python -m mnadlib.reproduce --resume`
+# sets it).
 #
 # **Paths.** Every path is a parameter and must be absolute; `out_dir` left empty is
 # `<system temp dir>/mnadlib/default`, shared with the other notebooks (run 01 first, or the
@@ -52,6 +55,7 @@ epochs: int = 0  # training epochs; 0: the preset's
 width: float = 0.0  # channel multiplier (1.0: the paper's 64-128-256-512 encoder); 0: the preset's
 max_steps: int = 0  # cap on steps per epoch; 0: full epochs (smoke runs use a few)
 seed: int = 0  # seed for weights, memory items and data order
+resume: bool = False  # continue from the run's checkpoint.pt when an earlier training there was interrupted
 device: str = "auto"  # auto, cpu, cuda or mps
 dataset: str = "synthped"  # dataset folder under data_root: synthped, ped2, avenue or shanghai
 data_root: str = ""  # absolute folder holding <dataset>/; empty: <out_dir>/data (synthped is generated there if missing)
@@ -93,7 +97,7 @@ print("data: ", ds.path, "\nrun:  ", run_dir)
 # ## Train
 
 # %%
-checkpoint = train(split_dir(ds.path, "training"), model_cfg, train_cfg, run_dir, resume=False, progress=False)
+checkpoint = train(split_dir(ds.path, "training"), model_cfg, train_cfg, run_dir, resume=resume, progress=False)
 history = pipeline.read_history(run_dir)
 train_s = round(time.time() - t0, 1)
 print(pipeline.format_table(pipeline.rounded(history, ("epoch", "loss", "pixel", "compactness", "separateness", "lr")),

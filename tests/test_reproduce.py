@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from mnadlib import pipeline, reproduce, synth
+from mnadlib import pipeline, reproduce, runlog, synth
 from mnadlib.breakdown import AREA_BINS
 from mnadlib.data import DataError
 from mnadlib.evaluate import EvalResult, VideoScores
@@ -47,7 +50,7 @@ def test_smoke_run_end_to_end_then_refuses_to_overwrite(tmp_path: Path) -> None:
 
     before = (run / "manifest.json").read_bytes()
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 2 and "already exists" in again.stderr
+    assert again.returncode == 2 and "already exists" in again.stderr and f"--resume {run}" in again.stderr
     assert (run / "manifest.json").read_bytes() == before
 
 
@@ -73,6 +76,70 @@ def test_failing_notebook_exits_1_naming_it_and_its_executed_copy(tmp_path: Path
     assert "notebook 01_prepare_data failed" in err and "DataError" in err
     assert str(tmp_path / "bad" / "notebooks" / "01_prepare_data.ipynb") in err
     assert json.loads((tmp_path / "bad" / "manifest.json").read_text())["status"] == "failed"
+    assert f"--resume {tmp_path / 'bad'}" in err
+
+    assert reproduce.main(["--resume", str(tmp_path / "bad")]) == 1  # the cause is still there: it fails again
+    manifest = json.loads((tmp_path / "bad" / "manifest.json").read_text())
+    assert [s["status"] for s in manifest["steps"]] == ["failed", "failed"] and manifest["resumed"][0]["after"] == "failed"
+    assert (tmp_path / "bad" / "notebooks" / "01_prepare_data.attempt-1.ipynb").is_file()
+
+
+def test_ctrl_c_then_resume_skips_finished_notebooks_and_continues_training(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "mnadlib.reproduce", "--smoke", "--name", "r", "--runs-dir", str(tmp_path),
+           "--variants", "pred_mem", "-p", "epochs", "20"]
+    run = tmp_path / "r"
+    ckpt = run / "train" / "pred_mem" / "checkpoint.pt"
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
+        deadline = time.time() + 300
+        while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert ckpt.exists(), "training never wrote its first checkpoint"
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole foreground group
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == reproduce.INTERRUPTED, out[-2000:] + err[-2000:]
+    assert f"--resume {run}" in err
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert [(s["notebook"], s["status"]) for s in manifest["steps"]] == [("01_prepare_data", "ok"),
+                                                                        ("02_train_pred_mem", "interrupted")]
+    prepared = (run / "notebooks" / "01_prepare_data.ipynb").read_bytes()
+
+    done = subprocess.run([sys.executable, "-m", "mnadlib.reproduce", "--resume", str(run)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "01_prepare_data: done in an earlier attempt, skipped" in done.stdout and "Ablation" in done.stdout
+    assert (run / "notebooks" / "01_prepare_data.ipynb").read_bytes() == prepared  # not run again
+    assert (run / "notebooks" / "02_train_pred_mem.attempt-1.ipynb").is_file()  # the interrupted copy is kept
+    trained = json.loads((run / "train" / "pred_mem" / "manifest.json").read_text())
+    assert 1 <= trained["resumed_from_epoch"] < 20
+    assert [h["epoch"] for h in json.loads((run / "train" / "pred_mem" / "history.json").read_text())] == list(range(1, 21))
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "ok" and manifest["resumed"][0]["after"] == "interrupted"
+    assert [s["notebook"] for s in manifest["steps"] if s["status"] == "ok"] == [
+        "01_prepare_data", "02_train_pred_mem", "03_reproduce_auc", "05_result_figures"]
+    assert (run / "results.json").is_file()
+
+    assert reproduce.main(["--resume", str(run)]) == 0  # a finished run: its table again, nothing re-run
+    assert json.loads((run / "manifest.json").read_text()) == manifest
+
+
+def test_resume_refuses_a_live_run_a_non_run_folder_and_new_parameters(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "live"
+    run.mkdir()
+    assert reproduce.main(["--resume", str(run)]) == 2
+    assert "holds no manifest.json" in capsys.readouterr().err
+    (run / "manifest.json").write_text(json.dumps({"dataset": "synthped", "variants": ["pred_mem"], "parameters": {},
+                                                   "smoke": True, "steps": [], "status": "running"}))
+    with runlog.hold(run):  # as the process still running the pipeline there holds it
+        assert reproduce.main(["--resume", str(run)]) == 2
+    assert "another process is running the pipeline" in capsys.readouterr().err
+    assert reproduce.main(["--resume", str(run), "-p", "epochs", "3", "--smoke"]) == 2
+    assert "drop --param, --smoke" in capsys.readouterr().err
+    assert reproduce.main(["--resume", str(tmp_path / "nothing")]) == 2
+    assert "no such run folder" in capsys.readouterr().err
+    (run / "manifest.json").write_text("{")
+    assert reproduce.main(["--resume", str(run)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [
@@ -110,7 +177,8 @@ def test_help_documents_the_options(capsys) -> None:
         reproduce.main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--name", "--config", "--smoke", "--dataset", "--data-root", "--param", "--runs-dir", "--variants"):
+    for flag in ("--name", "--config", "--smoke", "--dataset", "--data-root", "--param", "--runs-dir", "--variants",
+                 "--resume"):
         assert flag in out
 
 

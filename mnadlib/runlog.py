@@ -1,0 +1,78 @@
+"""The run folder's manifest and lock, which let ``python -m mnadlib.reproduce --resume`` continue a run.
+
+The manifest (``manifest.json``: parameters, versions, git commit, one entry per notebook with
+its status and wall time) is rewritten atomically after every notebook, so a run that was
+interrupted, failed or killed says how far it got. The lock is an ``flock`` held by the process
+running the pipeline; the operating system drops it when that process ends, however it ends.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: runs are not locked there
+    fcntl = None  # type: ignore[assignment]
+
+MANIFEST = "manifest.json"
+LOCK = ".reproduce.lock"  # held (flock) by the process running the pipeline in this folder
+REQUIRED = ("dataset", "variants", "parameters", "smoke", "steps")  # what a resume re-plans the run from
+
+
+class RunLocked(RuntimeError):
+    """Another process is running the pipeline in this run folder."""
+
+
+def write_manifest(out: Path, log: dict[str, Any]) -> Path:
+    """Write ``out/manifest.json`` atomically (a reader never sees half a file)."""
+    path = out / MANIFEST
+    tmp = path.with_name(f".{MANIFEST}.tmp")
+    tmp.write_text(json.dumps(log, indent=1))
+    tmp.replace(path)
+    return path
+
+
+def read_manifest(out: Path) -> dict[str, Any]:
+    """The manifest of a run folder to continue; ValueError when the folder cannot be continued."""
+    path = out / MANIFEST
+    if not path.is_file():
+        raise ValueError(f"{out} holds no {MANIFEST}, so it is not a run folder of python -m mnadlib.reproduce; "
+                         "pass the folder a run printed ('run folder: ...')")
+    try:
+        log = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}); the run cannot be continued, start a new one") from None
+    missing = [k for k in REQUIRED if k not in log]
+    if missing:
+        raise ValueError(f"{path} lacks {missing}; the run cannot be continued, start a new one")
+    return log
+
+
+@contextmanager
+def hold(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run folder for as long as the pipeline runs in it.
+
+    The operating system drops the lock when the process ends, however it ends, so a folder
+    whose lock is free holds no live run. RunLocked when another process holds it.
+    """
+    with (out / LOCK).open("a") as f:
+        if fcntl is not None:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunLocked(f"another process is running the pipeline in {out}; wait for it to end "
+                                "(or stop it) before resuming") from None
+        yield
+
+
+def attempt_path(target: Path) -> Path:
+    """``<run>.attempt-<k>.ipynb``: the first free name for an earlier attempt's executed copy."""
+    k = 1
+    while (path := target.with_name(f"{target.stem}.attempt-{k}{target.suffix}")).exists():
+        k += 1
+    return path
