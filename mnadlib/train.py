@@ -33,6 +33,8 @@ from .model import MNAD
 
 CHECKPOINT = "checkpoint.pt"  # resumable state, rewritten every N epochs
 FINAL = "model.pt"  # the trained model and memory, loadable by evaluate
+# TrainConfig fields that shape the weights: a resume needs them equal (device, workers, checkpointing may change)
+RESUME_KEYS = ("epochs", "batch_size", "lr", "loss_compact", "loss_separate", "size", "seed", "max_steps_per_epoch")
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -199,9 +201,14 @@ def _resume(path: Path, model: MNAD, optimizer: torch.optim.Optimizer, scheduler
             model_cfg: ModelConfig, train_cfg: TrainConfig, device: torch.device) -> tuple[int, torch.Tensor | None, list]:
     """Restore a run from its last checkpoint; refuse one written with another configuration."""
     payload = read_checkpoint(path)
-    if payload["model_config"] != to_dict(model_cfg) or payload.get("train_config", {}).get("size") != list(train_cfg.size):
+    saved, wanted = payload.get("train_config", {}), to_dict(train_cfg)
+    differ = [f"train.{k}" for k in RESUME_KEYS if saved.get(k) != wanted[k]]
+    if payload["model_config"] != to_dict(model_cfg):
+        differ.insert(0, "the model configuration")
+    if differ:
         raise CheckpointError(
-            f"{path} was written by a run with another configuration; use a new --out folder or pass resume=False"
+            f"{path} was written by a run with another configuration ({', '.join(differ)} differ), so continuing it "
+            "would give weights that neither run asked for; use a new --out folder, or --restart (resume=False)"
         )
     model.load_state_dict(payload["state_dict"])
     optimizer.load_state_dict(payload["optimizer"])

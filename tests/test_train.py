@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -77,8 +78,15 @@ def test_interrupted_training_resumes_to_the_same_weights(frames, tmp_path, monk
 def test_resume_refuses_another_configuration(frames, tmp_path):
     mcfg, tcfg = _cfgs(epochs=1)
     tr.train(frames, mcfg, tcfg, tmp_path / "run", progress=False)
-    with pytest.raises(CheckpointError, match="another configuration"):
+    with pytest.raises(CheckpointError, match="another configuration .the model configuration differ"):
         tr.train(frames, ModelConfig(width=0.125, msize=4), tcfg, tmp_path / "run", progress=False)
+    # more epochs, another seed or lr would continue the old cosine schedule or data order: refused, naming them
+    for changed, field in ((dataclasses.replace(tcfg, epochs=2), "train.epochs"),
+                           (dataclasses.replace(tcfg, seed=1, lr=5e-4), "train.lr, train.seed")):
+        with pytest.raises(CheckpointError, match=f"[(]{field} differ"):
+            tr.train(frames, mcfg, changed, tmp_path / "run", progress=False)
+    moved = dataclasses.replace(tcfg, device="cpu", checkpoint_every=5)  # where and how often it saves: fine
+    tr.train(frames, mcfg, moved, tmp_path / "run", progress=False)
 
 
 def test_no_memory_variant_trains(frames, tmp_path):
