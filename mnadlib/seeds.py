@@ -116,7 +116,8 @@ def add_parser(sub: Any) -> None:
     """Register the ``seeds`` sub-command."""
     s = sub.add_parser("seeds", help="the main model's numbers over several synthped seeds (a benchmark, not a test)")
     s.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    s.add_argument("--work", required=True, help="folder for the data, checkpoints and seeds.json (reused per seed)")
+    s.add_argument("--work", required=True, help="folder for the data, checkpoints and seeds.json (reused per seed; "
+                                                 "seeds.json is rewritten after every seed)")
     s.add_argument("--footage", help="a video of a normal scene: measure on it with anomalies injected per seed "
                                      "(python -m mnadlib inject, default settings) instead of on synthped")
     s.add_argument("--epochs", type=int, default=0, help="training epochs per seed; 0: the cpu preset's")
@@ -139,9 +140,11 @@ def cmd_seeds(args: argparse.Namespace) -> int:
     for seed in args.seeds:
         runs.append(run_seed(seed, work, epochs=args.epochs, width=args.width, progress=not args.quiet,
                              footage=Path(args.footage) if args.footage else None))
+        tmp = work / ".seeds.json.tmp"  # after every seed, atomically: an interrupted benchmark keeps the seeds it finished
+        tmp.write_text(json.dumps(runs, indent=1))
+        tmp.replace(work / "seeds.json")
         if not args.quiet:
             print(f"seed {seed}: paper protocol frame AUC {next(iter(runs[-1]['frame_auc'].values())):.2f}% "
                   f"({runs[-1]['wall_s']} s)", flush=True)
-    (work / "seeds.json").write_text(json.dumps(runs, indent=1))
     print(report(runs))
     return 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mnadlib import cli
+from mnadlib import cli, seeds
 from mnadlib.checkpoint import load_checkpoint
 from mnadlib.inject import InjectConfig
 from mnadlib.seeds import report, run_seed, spread
@@ -65,3 +65,15 @@ def test_one_seed_on_footage_with_injected_anomalies(tmp_path: Path, walking_foo
     assert 0 <= run["frame_auc"]["paper protocol: test-time update, per-video min-max"] <= 100
     assert set(run["by_kind"]) == {o["kind"] for v in meta["videos"].values() for o in v["objects"]}
     assert "baseline: the previous frame as the prediction (PSNR, per-video min-max)" in run["frame_auc"]
+
+
+def test_seeds_json_keeps_the_finished_seeds_of_an_interrupted_benchmark(tmp_path: Path, monkeypatch) -> None:
+    def fake(seed: int, work: Path, **kwargs) -> dict:
+        if seed == 2:
+            raise KeyboardInterrupt
+        return {"seed": seed, "frame_auc": {"paper protocol": 70.0 + seed}, "wall_s": 1.0}
+
+    monkeypatch.setattr(seeds, "run_seed", fake)
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(["seeds", "--seeds", "0", "1", "2", "--work", str(tmp_path), "--quiet"])
+    assert [r["seed"] for r in json.loads((tmp_path / "seeds.json").read_text())] == [0, 1]
