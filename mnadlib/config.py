@@ -11,7 +11,9 @@ frame does, on synthped and on real footage alike.
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 Method = Literal["pred", "recon"]
@@ -162,3 +164,12 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     return value
+
+
+def scratch_dir(*parts: str) -> Path:
+    """``<system temp dir>/mnadlib-runs/<parts>``: where outputs go that nobody gave a folder for.
+
+    Not ``<temp dir>/mnadlib``: a folder with the package's name there shadows the package for
+    ``python -m mnadlib`` started from the temp dir (an editable install loses to it).
+    """
+    return Path(tempfile.gettempdir(), "mnadlib-runs", *parts)

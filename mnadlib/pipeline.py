@@ -9,7 +9,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 
 from . import synth
 from .checkpoint import load_checkpoint, load_original, read_checkpoint
-from .config import EvalConfig, validate_size
+from .config import EvalConfig, scratch_dir, validate_size
 from .data import KNOWN_DATASETS, DataError, FrameSource, known_dataset, list_videos, load_labels, load_masks, split_dir
 from .evaluate import EvalResult, FrameStep, iter_frames
 from .inject import InjectConfig, inject
@@ -36,7 +35,7 @@ WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "mnad_pred_synthped_
 
 def default_out_dir() -> Path:
     """Where notebooks write when ``out_dir`` is empty: one shared folder under the system temp dir."""
-    return Path(tempfile.gettempdir()) / "mnadlib" / "default"
+    return scratch_dir("default")
 
 
 def check_params(ns: dict[str, Any], paths: Sequence[str] = (), existing: Sequence[str] = ()) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import html
 import io
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError
-from .config import ConfigError
+from .config import ConfigError, scratch_dir
 from .data import DataError, FrameSource, list_videos, load_masks, open_source, split_dir
 from .localize import VALID_RANGE, LocalizeError
 from .localize_output import mask_boxes, panels, regularity_figure, write_boxes, write_video
@@ -158,7 +157,7 @@ class LocalizationApp:
                  cfg: LocalizeConfig | None = None, size: tuple[int, int] | None = None) -> None:
         import ipywidgets as w
 
-        self.out_dir = Path(out_dir) if out_dir else Path(tempfile.gettempdir()) / "mnadlib" / "localization"
+        self.out_dir = Path(out_dir) if out_dir else scratch_dir("localization")
         self.root, self._busy = dataset_root, False
         self.cfg, self.session, self.model, self.items, self.normal = cfg or LocalizeConfig(), None, None, None, None
         names = list_test_videos(dataset_root) if dataset_root else []

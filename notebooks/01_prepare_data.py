@@ -31,7 +31,7 @@
 # video with its mask and the frame labels of every test video.
 #
 # **Paths.** Every path is a parameter and must be absolute. `out_dir` is the run folder; left
-# empty it is `<system temp dir>/mnadlib/default`, shared by all notebooks so that they chain.
+# empty it is `<system temp dir>/mnadlib-runs/default`, shared by all notebooks so that they chain.
 # `python -m mnadlib.reproduce` gives each run its own folder.
 
 # %%
@@ -54,7 +54,7 @@ synth_preset: str = "small"  # synthped size: small (minutes on a CPU) or full (
 seed: int = 0  # synthped generator seed; with footage, the seed of the injected anomalies
 footage: str = ""  # absolute path of a video (or frame folder) of a normal scene to inject anomalies into; empty: none
 show_videos: int = 12  # test videos shown in the sample-frame figure (0: all)
-out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib/default
+out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib-runs/default
 
 # %%
 from mnadlib.pipeline import check_params

@@ -32,7 +32,7 @@
 # sets it).
 #
 # **Paths.** Every path is a parameter and must be absolute; `out_dir` left empty is
-# `<system temp dir>/mnadlib/default`, shared with the other notebooks (run 01 first, or the
+# `<system temp dir>/mnadlib-runs/default`, shared with the other notebooks (run 01 first, or the
 # synthped data are generated here).
 
 # %%
@@ -59,7 +59,7 @@ resume: bool = False  # continue from the run's checkpoint.pt when an earlier tr
 device: str = "auto"  # auto, cpu, cuda or mps
 dataset: str = "synthped"  # dataset folder under data_root: synthped, ped2, avenue or shanghai
 data_root: str = ""  # absolute folder holding <dataset>/; empty: <out_dir>/data (synthped is generated there if missing)
-out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib/default
+out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib-runs/default
 
 # %%
 from mnadlib.pipeline import check_params

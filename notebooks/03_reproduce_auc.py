@@ -39,7 +39,7 @@
 # everything; the last cell asserts the claim `frame AUC >= min_auc`.
 #
 # **Paths.** Every path is a parameter and must be absolute; `out_dir` left empty is
-# `<system temp dir>/mnadlib/default`, shared with the other notebooks. With no `checkpoint`,
+# `<system temp dir>/mnadlib-runs/default`, shared with the other notebooks. With no `checkpoint`,
 # the notebook uses `<out_dir>/train/<method>_mem/model.pt`, or, on synthped with `pred`, the
 # committed `weights/mnad_pred_synthped_cpu.pt`.
 
@@ -70,7 +70,7 @@ device: str = "auto"  # auto, cpu, cuda or mps
 dataset: str = "synthped"  # dataset folder under data_root: synthped, ped2, avenue or shanghai
 data_root: str = ""  # absolute folder holding <dataset>/ and frame_labels_<dataset>.npy; empty: <out_dir>/data
 labels: str = ""  # absolute path of the frame labels .npy; empty: <data_root>/frame_labels_<dataset>.npy
-out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib/default
+out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib-runs/default
 
 # %%
 from mnadlib.pipeline import check_params

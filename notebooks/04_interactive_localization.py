@@ -35,7 +35,7 @@
 # and ours are computed, so a headless run (papermill, nbval) shows and checks something.
 #
 # **Paths.** Every path is a parameter and must be absolute; `out_dir` left empty is
-# `<system temp dir>/mnadlib/default`, shared with the other notebooks. `checkpoint` left empty
+# `<system temp dir>/mnadlib-runs/default`, shared with the other notebooks. `checkpoint` left empty
 # is the run folder's `train/pred_mem/model.pt` (notebook 02), else the repository's
 # `weights/mnad_pred_synthped_cpu.pt`.
 
@@ -58,7 +58,7 @@ if "google.colab" in sys.modules:  # Colab only: install mnadlib from a git URL 
 checkpoint: str = ""  # absolute path of a checkpoint (model.pt); empty: 02's model, else the committed weights
 dataset: str = "synthped"  # dataset folder under data_root whose test videos the app offers
 data_root: str = ""  # absolute folder holding <dataset>/; empty: <out_dir>/data (synthped is generated there if missing)
-out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib/default
+out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib-runs/default
 video: str = ""  # test video shown first; empty: the first one
 frame: int = -1  # frame rendered statically; -1: the frame with the lowest regularity
 map_kind: str = "ssim"  # ssim (1 - SSIM), error (squared prediction error) or memory (distance to memory)

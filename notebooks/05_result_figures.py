@@ -28,7 +28,7 @@
 # * training curves of the variants trained in this run folder, and the memory-item usage.
 #
 # **Paths.** Every path is a parameter and must be absolute; `out_dir` left empty is
-# `<system temp dir>/mnadlib/default`, shared with the other notebooks. With no `checkpoint`,
+# `<system temp dir>/mnadlib-runs/default`, shared with the other notebooks. With no `checkpoint`,
 # the notebook uses `<out_dir>/train/<method>_mem/model.pt`, or, on synthped with `pred`, the
 # committed `weights/mnad_pred_synthped_cpu.pt`.
 
@@ -57,7 +57,7 @@ seed: int = 0  # seed of the t-SNE
 device: str = "auto"  # auto, cpu, cuda or mps
 dataset: str = "synthped"  # dataset folder under data_root: synthped, ped2, avenue or shanghai
 data_root: str = ""  # absolute folder holding <dataset>/ and frame_labels_<dataset>.npy; empty: <out_dir>/data
-out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib/default
+out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib-runs/default
 
 # %%
 from mnadlib.pipeline import check_params

@@ -6,7 +6,10 @@ parameters, under ``pytest --nbval-lax --current-env notebooks/`` in CI.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import jupytext
@@ -135,3 +138,15 @@ def test_03_reproduces_the_authors_auc_with_their_pickles(tmp_path: Path, parity
                                progress_bar=False, kernel_manager_class=current_python_kernel())
     main = json.loads((tmp_path / "run" / "results.json").read_text())["main"]
     assert main["frame_auc"] == pytest.approx(float(rec["auc"]), abs=1e-12)
+
+
+def test_default_out_dir_does_not_shadow_the_package(tmp_path: Path) -> None:
+    # the notebooks' shared folder sits in the temp dir; named "mnadlib/", it turned `python -m mnadlib` run
+    # from there into an empty namespace package (ImportError) for the editable install `make setup` makes
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    code = "from mnadlib.pipeline import default_out_dir; d = default_out_dir(); d.mkdir(parents=True); print(d)"
+    made = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert Path(made.stdout.strip()).is_relative_to(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "mnadlib", "--help"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
