@@ -9,6 +9,7 @@ running the pipeline; the operating system drops it when that process ends, howe
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,7 +59,8 @@ def hold(out: Path) -> Iterator[None]:
     """Hold an exclusive lock on the run folder for as long as the pipeline runs in it.
 
     The operating system drops the lock when the process ends, however it ends, so a folder
-    whose lock is free holds no live run. RunLocked when another process holds it.
+    whose lock is free holds no live run. RunLocked when another process holds it; on a file
+    system that cannot lock, a warning, and the run goes on unlocked.
     """
     with (out / LOCK).open("a") as f:
         if fcntl is not None:
@@ -67,6 +69,9 @@ def hold(out: Path) -> Iterator[None]:
             except BlockingIOError:
                 raise RunLocked(f"another process is running the pipeline in {out}; wait for it to end "
                                 "(or stop it) before resuming") from None
+            except OSError as exc:  # a file system without flock (some network and FUSE mounts)
+                print(f"warning: cannot lock {out} ({exc}); do not resume this run while it still runs",
+                      file=sys.stderr)
         yield
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -140,6 +141,16 @@ def test_resume_refuses_a_live_run_a_non_run_folder_and_new_parameters(tmp_path:
     (run / "manifest.json").write_text("{")
     assert reproduce.main(["--resume", str(run)]) == 2
     assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_run_folder_on_a_file_system_without_locks_warns_and_goes_on(tmp_path: Path, monkeypatch, capsys) -> None:
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(runlog.fcntl, "flock", no_locks)
+    with runlog.hold(tmp_path):
+        entered = True
+    assert entered and "cannot lock" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [
