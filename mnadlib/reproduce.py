@@ -30,7 +30,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-
 import yaml
 
 from . import __version__
@@ -42,6 +41,7 @@ NOTEBOOKS = ("01_prepare_data", "02_train", "03_reproduce_auc", "05_result_figur
 SMOKE = {"epochs": 1, "max_steps": 2, "min_auc": 0.0, "tsne_frames": 4, "svg": False}
 CLAIM_AUC = 0.70  # 03 asserts this frame AUC on synthped with the cpu preset (lowest over seeds 0-4: 0.718, README)
 INTERRUPTED = 130  # exit status after Ctrl-C, as a shell reports SIGINT
+RUN_OPTIONS = ("name", "runs_dir", "config", "param", "smoke", "dataset", "data_root", "variants")  # fixed for --resume
 
 
 class PipelineError(RuntimeError):
@@ -199,8 +199,6 @@ def _fresh_dir(runs_dir: Path, name: str | None, dataset: str) -> Path:
                               f"or continue it with --resume {out}")
     return out
 
-
-RUN_OPTIONS = ("name", "runs_dir", "config", "param", "smoke", "dataset", "data_root", "variants")
 
 
 def _check_resume_args(args: argparse.Namespace, ap: argparse.ArgumentParser) -> Path:
