@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import pickle
 import tempfile
 import types
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
@@ -195,14 +197,17 @@ def save_checkpoint(path: str | Path, model: MNAD, items: torch.Tensor | None, *
     return atomic_torch_save(payload, path)
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """torch.save to a temporary file beside ``path`` and rename it over ``path``."""
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
+    """Call ``write`` on a temporary file beside ``path``, fsync it and rename it over ``path``.
+
+    A reader sees the old file or the new one, never half of one, whenever the writer is stopped.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -210,6 +215,16 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """torch.save, atomically (:func:`atomic_write`)."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write_json(obj: Any, path: str | Path, indent: int = 1) -> Path:
+    """JSON of ``obj``, written atomically (:func:`atomic_write`)."""
+    return atomic_write(path, lambda f: f.write(json.dumps(obj, indent=indent).encode()))
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import atomic_write_json
+
 try:
     import fcntl
 except ImportError:  # Windows: runs are not locked there
@@ -31,11 +33,7 @@ class RunLocked(RuntimeError):
 
 def write_manifest(out: Path, log: dict[str, Any]) -> Path:
     """Write ``out/manifest.json`` atomically (a reader never sees half a file)."""
-    path = out / MANIFEST
-    tmp = path.with_name(f".{MANIFEST}.tmp")
-    tmp.write_text(json.dumps(log, indent=1))
-    tmp.replace(path)
-    return path
+    return atomic_write_json(log, out / MANIFEST)
 
 
 def read_manifest(out: Path) -> dict[str, Any]:

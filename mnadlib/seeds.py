@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import ablation, pipeline
+from .checkpoint import atomic_write_json
 from .config import ConfigError, preset
 from .data import split_dir
 from .breakdown import areas_from_masks, auc_by_kind, auc_by_size
@@ -140,9 +140,7 @@ def cmd_seeds(args: argparse.Namespace) -> int:
     for seed in args.seeds:
         runs.append(run_seed(seed, work, epochs=args.epochs, width=args.width, progress=not args.quiet,
                              footage=Path(args.footage) if args.footage else None))
-        tmp = work / ".seeds.json.tmp"  # after every seed, atomically: an interrupted benchmark keeps the seeds it finished
-        tmp.write_text(json.dumps(runs, indent=1))
-        tmp.replace(work / "seeds.json")
+        atomic_write_json(runs, work / "seeds.json")  # after every seed: an interrupted run keeps what it finished
         if not args.quiet:
             print(f"seed {seed}: paper protocol frame AUC {next(iter(runs[-1]['frame_auc'].values())):.2f}% "
                   f"({runs[-1]['wall_s']} s)", flush=True)

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import __version__
-from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, atomic_write_json, read_checkpoint, save_checkpoint
 from .config import ModelConfig, TrainConfig, to_dict
 from .data import ClipDataset, list_videos
 from .memory import init_items
@@ -114,11 +114,7 @@ def write_manifest(run_dir: Path, **fields: Any) -> Path:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **fields,
     }
-    path = run_dir / "manifest.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    tmp.replace(path)
-    return path
+    return atomic_write_json(manifest, run_dir / "manifest.json", indent=2)
 
 
 def train(
