@@ -35,6 +35,7 @@ CHECKPOINT = "checkpoint.pt"  # resumable state, rewritten every N epochs
 FINAL = "model.pt"  # the trained model and memory, loadable by evaluate
 # TrainConfig fields that shape the weights: a resume needs them equal (device, workers, checkpointing may change)
 RESUME_KEYS = ("epochs", "batch_size", "lr", "loss_compact", "loss_separate", "size", "seed", "max_steps_per_epoch")
+_clock = time.perf_counter  # the epoch lines' clock (tests replace it)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -151,6 +152,7 @@ def train(
         start_epoch, items, history = _resume(ckpt_path, model, optimizer, scheduler, generator, model_cfg, train_cfg, device)
     write_manifest(run_dir, model_config=to_dict(model_cfg), train_config=to_dict(train_cfg), data=str(data),
                    seed=train_cfg.seed, device=str(device), resumed_from_epoch=start_epoch or None)
+    started = _clock()
     for epoch in range(start_epoch, train_cfg.epochs):
         model.train()
         sums = np.zeros(4)
@@ -174,11 +176,27 @@ def train(
                         "separateness": separate, "lr": optimizer.param_groups[0]["lr"], "memory_usage": usage.tolist()})
         if progress:
             tqdm.write(f"epoch {epoch + 1}/{train_cfg.epochs}  loss {loss:.5f}  pixel {pixel:.5f}  "
-                       f"compact {compact:.5f}  separate {separate:.5f}")
+                       f"compact {compact:.5f}  separate {separate:.5f}  "
+                       f"{_timing(_clock() - started, epoch + 1 - start_epoch, train_cfg.epochs - epoch - 1)}")
         if (epoch + 1) % train_cfg.checkpoint_every == 0 or epoch + 1 == train_cfg.epochs:
             _save_resumable(ckpt_path, model, items, optimizer, scheduler, generator, epoch + 1, history, model_cfg, train_cfg)
     (run_dir / "history.json").write_text(json.dumps(history, indent=2))
     return save_checkpoint(run_dir / FINAL, model, items, train_config=to_dict(train_cfg), history=history)
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s`` or ``2 h 07 min``."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def _timing(elapsed: float, done: int, left: int) -> str:
+    """Time this session has trained, and the time left at its mean epoch time so far."""
+    return f"({_duration(elapsed)}, about {_duration(elapsed / done * left)} left)" if left else f"({_duration(elapsed)})"
 
 
 def _save_resumable(path: Path, model: MNAD, items: torch.Tensor | None, optimizer: torch.optim.Optimizer,
