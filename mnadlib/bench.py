@@ -1,18 +1,30 @@
-"""Throughput benchmark: evaluation frames/s and training seconds/step at given sizes (not a test).
+"""Throughput benchmark and wall-time estimate (not a test).
 
-Evaluation follows the authors' protocol (batch 1, test-time update check on every frame);
-training times the full step of :func:`mnadlib.train.train_step` with the given batch size.
+``run`` times evaluation frames/s and training seconds/step at given sizes. Evaluation follows the
+authors' protocol (batch 1, test-time update check on every frame); training times the full step
+of :func:`mnadlib.train.train_step` with the given batch size.
+
+``estimate`` answers "how long would the paper's run on Ped2, Avenue, ShanghaiTech or my own
+dataset take on this machine": it measures one training step, one scored frame and one frame read
+at a preset's settings, and multiplies them by the dataset's step and frame counts (published for
+the three, counted for a folder). It is an estimate from measured unit times, not a measured run.
 """
 
 from __future__ import annotations
 
 import resource
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import torch
 
-from .config import ModelConfig, TrainConfig
+from .config import ConfigError, Method, ModelConfig, TrainConfig, preset
+from .data import KNOWN_DATASETS, known_dataset, list_videos, load_frame, split_dir
+from .frames import FrameSource, open_source
 from .memory import init_items, update_from_features
 from .model import MNAD
 from .scoring import mse_per_frame, point_score
@@ -25,6 +37,48 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def _measure(cfg: ModelConfig, size: tuple[int, int], batch: int, dev: torch.device, repeats: int) -> tuple[float, float]:
+    """(evaluation frames/s at batch 1 with the update check, training seconds per step at ``batch``)."""
+    h, w = size
+    torch.manual_seed(0)
+    model = MNAD(cfg).to(dev)
+    items = init_items(cfg.msize, cfg.fdim).to(dev)
+    clip = torch.rand(1, cfg.n_channel * cfg.t_length, h, w, device=dev) * 2 - 1
+    model.eval()
+    with torch.no_grad():
+        x, target = model.split_clip(clip)
+        for i in range(repeats + 1):
+            if i == 1:
+                _sync(dev)
+                start = time.perf_counter()
+            out = model(x, items, train=False)
+            mse_per_frame(out.output, target)
+            if point_score(out.output, target) < 1.0:
+                update_from_features(out.fea, items)
+        _sync(dev)
+    eval_fps = repeats / (time.perf_counter() - start)
+    model.train()
+    tcfg = TrainConfig(epochs=1, batch_size=batch, size=size)
+    optimizer, _ = make_optimizer(model, tcfg)
+    batch_clip = torch.rand(batch, cfg.n_channel * cfg.t_length, h, w, device=dev) * 2 - 1
+    for i in range(repeats + 1):
+        if i == 1:
+            _sync(dev)
+            start = time.perf_counter()
+        res = train_step(model, items, batch_clip, optimizer, tcfg)
+        items = res.memory
+    _sync(dev)
+    return eval_fps, (time.perf_counter() - start) / repeats
+
+
+def _memory_row(dev: torch.device) -> dict[str, float]:
+    """Peak resident memory of this process, and of the GPU when there is one."""
+    row = {"peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if dev.type == "cuda":
+        row["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return row
+
+
 def run(sizes: list[int], method: str = "pred", threads: int = 2, width: float = 1.0, batch: int = 4,
         device: str = "cpu", repeats: int = 5) -> dict[str, Any]:
     """Time evaluation and training for square inputs of each size; return a JSON-friendly report."""
@@ -34,38 +88,94 @@ def run(sizes: list[int], method: str = "pred", threads: int = 2, width: float =
     report: dict[str, Any] = {"method": method, "threads": threads, "width": width, "device": str(dev),
                               "torch": torch.__version__, "results": []}
     for size in sizes:
-        torch.manual_seed(0)
-        model = MNAD(cfg).to(dev)
-        items = init_items(cfg.msize, cfg.fdim).to(dev)
-        clip = torch.rand(1, cfg.n_channel * cfg.t_length, size, size, device=dev) * 2 - 1
-        model.eval()
-        with torch.no_grad():
-            x, target = model.split_clip(clip)
-            for i in range(repeats + 1):
-                if i == 1:
-                    _sync(dev)
-                    start = time.perf_counter()
-                out = model(x, items, train=False)
-                mse_per_frame(out.output, target)
-                if point_score(out.output, target) < 1.0:
-                    update_from_features(out.fea, items)
-            _sync(dev)
-        eval_fps = repeats / (time.perf_counter() - start)
-        model.train()
-        tcfg = TrainConfig(epochs=1, batch_size=batch, size=(size, size))
-        optimizer, _ = make_optimizer(model, tcfg)
-        batch_clip = torch.rand(batch, cfg.n_channel * cfg.t_length, size, size, device=dev) * 2 - 1
-        for i in range(repeats + 1):
-            if i == 1:
-                _sync(dev)
-                start = time.perf_counter()
-            res = train_step(model, items, batch_clip, optimizer, tcfg)
-            items = res.memory
-        _sync(dev)
-        step_s = (time.perf_counter() - start) / repeats
-        row = {"size": size, "eval_frames_per_s": round(eval_fps, 2), "train_s_per_step": round(step_s, 4),
-               "train_batch": batch, "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-        if dev.type == "cuda":
-            row["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        report["results"].append(row)
+        eval_fps, step_s = _measure(cfg, (size, size), batch, dev, repeats)
+        report["results"].append({"size": size, "eval_frames_per_s": round(eval_fps, 2), "train_s_per_step": round(step_s, 4),
+                                  "train_batch": batch, **_memory_row(dev)})
     return report
+
+
+def dataset_counts(dataset: str | Path) -> dict[str, Any]:
+    """Videos and frames of both splits and the frame size (H, W): counted in a dataset folder, else ped2/avenue/shanghai's published ones."""
+    path = Path(dataset)
+    if path.is_dir():
+        train, test = (list_videos(split_dir(path, split)) for split in ("training", "testing"))
+        return {"dataset": str(path), "train_videos": len(train), "train_frames": sum(len(v) for v in train),
+                "test_videos": len(test), "test_frames": sum(len(v) for v in test), "frame_size": train[0].frame_size}
+    key = known_dataset(str(dataset))
+    if key is None:
+        raise ConfigError(f"{dataset!r} is neither a dataset folder (with training/ and testing/ splits) "
+                          "nor one of ped2, avenue, shanghai (published counts)")
+    facts = KNOWN_DATASETS[key]
+    return {"dataset": key, **{k: facts[k] for k in ("train_videos", "train_frames", "test_videos", "test_frames")},
+            "frame_size": facts["frame_size"]}
+
+
+def workload(counts: dict[str, Any], method: Method = "pred", epochs: int = 60, batch: int = 4) -> dict[str, int]:
+    """Training steps and scored test frames of a run over a dataset's ``counts`` (:func:`dataset_counts`).
+
+    As the authors' loaders do: a clip starts at every frame with ``t_length - 1`` frames after it
+    in its video, training drops the last incomplete batch of every epoch, and every clip of the
+    test split scores one frame.
+    """
+    t_length = 5 if method == "pred" else 1
+    train_clips = counts["train_frames"] - (t_length - 1) * counts["train_videos"]
+    test_clips = counts["test_frames"] - (t_length - 1) * counts["test_videos"]
+    return {"train_clips": train_clips, "steps_per_epoch": train_clips // batch, "train_steps": epochs * (train_clips // batch),
+            "test_frames_scored": test_clips, "frames_read_per_clip": t_length}
+
+
+def read_seconds(source: FrameSource, size: tuple[int, int], repeats: int = 20) -> float:
+    """Seconds to read one frame of ``source`` and resize it to ``size``, as the clips do (the first frames, cycled)."""
+    n = min(len(source), 4)
+    load_frame(source, 0, size)
+    start = time.perf_counter()
+    for i in range(repeats):
+        load_frame(source, i % n, size)
+    return (time.perf_counter() - start) / repeats
+
+
+def _jpeg_frames(folder: Path, frame_size: tuple[int, int]) -> FrameSource:
+    """Four JPEG frames of ``frame_size`` (H, W) with camera-like detail (blurred noise), as a stand-in video."""
+    h, w = frame_size
+    base = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), 2)
+    folder.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(folder / f"{i:03d}.jpg"), np.roll(base, 3 * i, axis=1))
+    return open_source(folder)
+
+
+def estimate(dataset: str | Path, preset_name: str = "paper", method: Method = "pred", epochs: int = 0, threads: int = 2,
+             device: str = "cpu", repeats: int = 3) -> dict[str, Any]:
+    """Estimated training and evaluation time of one variant on a dataset with a preset, from measured unit times.
+
+    Training: steps x (one measured step + reading its batch x t_length frames); evaluation: scored
+    frames x (one measured frame + reading its t_length frames). Frames are read in the training
+    loop itself, as with the default ``num_workers=0``; more workers hide reading behind the steps.
+    A dataset folder's own first training video is read; for published counts, JPEG frames of the
+    dataset's size.
+    """
+    torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    p = preset(preset_name, method)
+    epochs = epochs or p.train.epochs
+    counts = dataset_counts(dataset)
+    load = workload(counts, method, epochs, p.train.batch_size)
+    eval_fps, step_s = _measure(p.model, p.train.size, p.train.batch_size, dev, repeats)
+    if Path(dataset).is_dir():
+        read_s = read_seconds(list_videos(split_dir(dataset, "training"))[0], p.train.size)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            read_s = read_seconds(_jpeg_frames(Path(tmp, "01"), counts["frame_size"]), p.train.size)
+    t = load["frames_read_per_clip"]
+    train_s = load["train_steps"] * (step_s + p.train.batch_size * t * read_s)
+    eval_s = load["test_frames_scored"] * (1.0 / eval_fps + t * read_s)
+    return {
+        "dataset": counts["dataset"], "preset": preset_name, "method": method, "epochs": epochs, "batch": p.train.batch_size,
+        "size": list(p.train.size), "width": p.model.width, "device": str(dev), "threads": threads,
+        "torch": torch.__version__, "frame_size": list(counts["frame_size"]), **load,
+        "measured": {"train_s_per_step": round(step_s, 4), "eval_frames_per_s": round(eval_fps, 2),
+                     "read_s_per_frame": round(read_s, 5), **_memory_row(dev)},
+        "estimate": {"train_s": round(train_s, 1), "train_hours": round(train_s / 3600, 2),
+                     "eval_pass_s": round(eval_s, 1), "eval_pass_minutes": round(eval_s / 60, 2)},
+        "note": "an estimate: measured unit times multiplied by the dataset's step and frame counts, not a measured run",
+    }

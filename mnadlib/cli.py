@@ -106,11 +106,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Print evaluation frames/s and training seconds/step for the given sizes."""
-    from .bench import run
+    """Print evaluation frames/s and training seconds/step for the given sizes, or a dataset's wall-time estimate."""
+    from .bench import estimate, run
 
-    report = run(sizes=[int(s) for s in args.sizes], method=args.method, threads=args.threads,
-                 width=args.width, batch=args.batch, device=args.device, repeats=args.repeats)
+    if args.estimate:
+        report = estimate(args.estimate, preset_name=args.preset, method=args.method, epochs=args.epochs,
+                          threads=args.threads, device=args.device, repeats=args.repeats)
+    else:
+        report = run(sizes=[int(s) for s in args.sizes], method=args.method, threads=args.threads,
+                     width=args.width, batch=args.batch, device=args.device, repeats=args.repeats)
     print(json.dumps(report, indent=1))
     return 0
 
@@ -172,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True)
     c.set_defaults(func=cmd_convert)
 
-    b = sub.add_parser("bench", help="throughput benchmark (not a test)")
+    b = sub.add_parser("bench", help="throughput benchmark, or a dataset's wall-time estimate (not a test)")
     b.add_argument("--sizes", nargs="+", default=["64", "128", "256"])
     b.add_argument("--method", choices=["pred", "recon"], default="pred")
     b.add_argument("--threads", type=int, default=2)
@@ -180,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch", type=int, default=4, help="training batch size")
     b.add_argument("--repeats", type=int, default=5)
     b.add_argument("--device", default="cpu")
+    b.add_argument("--estimate", metavar="DATASET",
+                   help="instead: estimate one variant's training and one evaluation pass with --preset, from "
+                        "measured step, frame and read times: ped2, avenue or shanghai (published counts), or a "
+                        "dataset folder with training/ and testing/ splits (counted)")
+    b.add_argument("--preset", default="paper", help="with --estimate: paper (default) or cpu; its size, width, batch")
+    b.add_argument("--epochs", type=int, default=0, help="with --estimate: training epochs; 0: the preset's")
     b.set_defaults(func=cmd_bench)
 
     from .localize_cli import add_parser

@@ -1,0 +1,66 @@
+"""``python -m mnadlib bench``: the throughput report and the wall-time estimate's counts and arithmetic (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mnadlib import cli
+from mnadlib.bench import dataset_counts, estimate, run, workload
+from mnadlib.config import ConfigError
+from mnadlib.synth import SynthPreset, generate
+
+TORCH_THREADS = 1
+TINY = SynthPreset(size=(48, 72), train_lengths=(16, 20), test_lengths=(12, 14), normal_test_videos=1, crowd=(1, 2))
+
+
+def test_workload_of_ped2_from_its_published_counts() -> None:
+    counts = dataset_counts("ped2")
+    assert counts["frame_size"] == (240, 360)
+    # 2,550 training frames in 16 videos: a 5-frame clip starts at all but the last 4 frames of each
+    assert workload(counts, "pred", epochs=60, batch=4) == {
+        "train_clips": 2486, "steps_per_epoch": 621, "train_steps": 37260, "test_frames_scored": 1962,
+        "frames_read_per_clip": 5}
+    recon = workload(counts, "recon", epochs=60, batch=4)
+    assert (recon["train_clips"], recon["train_steps"], recon["test_frames_scored"]) == (2550, 38220, 2010)
+    assert dataset_counts("UCSDped2")["dataset"] == "ped2"
+
+
+def test_a_dataset_folder_is_counted(tmp_path: Path) -> None:
+    root = generate(tmp_path, preset=TINY)
+    counts = dataset_counts(root)
+    assert counts == {"dataset": str(root), "train_videos": 2, "train_frames": 36, "test_videos": 2,
+                      "test_frames": 26, "frame_size": (48, 72)}
+    assert workload(counts, "pred", epochs=3, batch=8)["train_steps"] == 3 * ((36 - 8) // 8)
+
+
+def test_estimate_multiplies_the_measured_unit_times(tmp_path: Path) -> None:
+    root = generate(tmp_path, preset=TINY)
+    rep = estimate(root, preset_name="cpu", epochs=2, threads=1, repeats=1)
+    m, e = rep["measured"], rep["estimate"]
+    assert (rep["train_steps"], rep["test_frames_scored"], rep["batch"], rep["size"]) == (2 * (28 // 8), 18, 8, [64, 64])
+    assert all(m[k] > 0 for k in ("train_s_per_step", "eval_frames_per_s", "read_s_per_frame"))
+    train_s = rep["train_steps"] * (m["train_s_per_step"] + 8 * 5 * m["read_s_per_frame"])
+    eval_s = rep["test_frames_scored"] * (1 / m["eval_frames_per_s"] + 5 * m["read_s_per_frame"])
+    assert e["train_s"] == pytest.approx(train_s, rel=0.02, abs=0.2)  # the report rounds the unit times
+    assert e["eval_pass_s"] == pytest.approx(eval_s, rel=0.02, abs=0.2)
+    assert "not a measured run" in rep["note"]
+
+
+def test_estimate_refuses_an_unknown_dataset(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ConfigError, match="neither a dataset folder"):
+        dataset_counts("ped3")
+    assert cli.main(["bench", "--estimate", "ped3"]) == 2
+    assert "ped2, avenue, shanghai" in capsys.readouterr().err
+
+
+def test_throughput_report_and_the_estimate_command(capsys: pytest.CaptureFixture[str]) -> None:
+    rep = run(sizes=[16], width=0.125, batch=2, threads=1, repeats=1)
+    (row,) = rep["results"]
+    assert row["size"] == 16 and row["train_batch"] == 2 and row["eval_frames_per_s"] > 0 and row["train_s_per_step"] > 0
+    assert cli.main(["bench", "--estimate", "avenue", "--preset", "cpu", "--epochs", "1", "--threads", "1",
+                     "--repeats", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["dataset"], out["train_steps"], out["test_frames_scored"]) == ("avenue", (15328 - 64) // 8, 15324 - 84)
