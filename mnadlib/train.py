@@ -125,12 +125,16 @@ def train(
     run_dir: str | Path,
     resume: bool = True,
     progress: bool = True,
+    epoch_lines: bool | None = None,
 ) -> Path:
     """Train on the normal videos under ``data`` (a training split folder); return the final checkpoint path.
 
     With ``resume`` and an existing ``run_dir/checkpoint.pt`` of the same configuration, training
-    continues after the last completed epoch instead of starting over.
+    continues after the last completed epoch instead of starting over. ``progress`` shows a bar
+    per epoch; ``epoch_lines`` (default: as ``progress``) prints one line per finished epoch with
+    its losses and the time left, which is what a notebook wants: live, without bars.
     """
+    epoch_lines = progress if epoch_lines is None else epoch_lines
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     generator = seed_everything(train_cfg.seed)
@@ -174,7 +178,7 @@ def train(
         loss, pixel, compact, separate = (float(v) for v in mean)
         history.append({"epoch": epoch + 1, "loss": loss, "pixel": pixel, "compactness": compact,
                         "separateness": separate, "lr": optimizer.param_groups[0]["lr"], "memory_usage": usage.tolist()})
-        if progress:
+        if epoch_lines:
             tqdm.write(f"epoch {epoch + 1}/{train_cfg.epochs}  loss {loss:.5f}  pixel {pixel:.5f}  "
                        f"compact {compact:.5f}  separate {separate:.5f}  "
                        f"{_timing(_clock() - started, epoch + 1 - start_epoch, train_cfg.epochs - epoch - 1)}")

@@ -95,9 +95,14 @@ print("data: ", ds.path, "\nrun:  ", run_dir)
 
 # %% [markdown]
 # ## Train
+#
+# One line per epoch as it finishes: its mean losses, the time trained so far and about how long
+# is left (hours with the `paper` preset on a CPU; `python -m mnadlib bench --estimate ped2` tells
+# before you start).
 
 # %%
-checkpoint = train(split_dir(ds.path, "training"), model_cfg, train_cfg, run_dir, resume=resume, progress=False)
+checkpoint = train(split_dir(ds.path, "training"), model_cfg, train_cfg, run_dir, resume=resume, progress=False,
+                   epoch_lines=True)
 history = pipeline.read_history(run_dir)
 train_s = round(time.time() - t0, 1)
 print(pipeline.format_table(pipeline.rounded(history, ("epoch", "loss", "pixel", "compactness", "separateness", "lr")),

@@ -54,8 +54,10 @@ def test_each_epoch_line_says_the_time_trained_and_left(frames, tmp_path, monkey
     clock = iter(range(0, 1000, 50))  # the training loop's start, then the end of each epoch: 50 s apart
     monkeypatch.setattr(tr, "_clock", lambda: float(next(clock)))
     mcfg, tcfg = _cfgs()
-    tr.train(frames, mcfg, tcfg, tmp_path / "run", progress=True)
-    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch ")]
+    tr.train(frames, mcfg, tcfg, tmp_path / "run", progress=False, epoch_lines=True)  # as notebook 02: lines, no bars
+    out, err = capsys.readouterr()
+    assert "it/s" not in out + err
+    lines = [ln for ln in out.splitlines() if ln.startswith("epoch ")]
     assert [ln[ln.index("("):] for ln in lines] == ["(50 s, about 1 min 40 s left)", "(1 min 40 s, about 50 s left)",
                                                    "(2 min 30 s)"]
     assert tr._duration(7620) == "2 h 07 min"
