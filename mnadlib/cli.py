@@ -46,6 +46,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     p.model.use_memory = not args.no_memory
     if args.no_skips:
         p.model.use_skips = False
+    p.train = dataclasses.replace(p.train, num_workers=args.workers)
     data = Path(args.data)
     folder = data if args.split_path else split_dir(data, "training")
     ckpt = train(folder, p.model, p.train, args.out, resume=not args.restart, progress=not args.quiet)
@@ -145,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
     t.add_argument("--max-steps", type=int, default=0, help="cap steps per epoch (smoke runs)")
+    t.add_argument("--workers", type=int, default=0,
+                   help="processes reading frames beside the training loop (a GPU is often waiting on them); "
+                        "the weights are the same for any count")
     t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out instead of resuming")
     t.add_argument("--out", required=True, help="run folder (checkpoint.pt, model.pt, history.json, manifest.json)")
     t.add_argument("--quiet", action="store_true")

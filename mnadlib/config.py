@@ -74,7 +74,7 @@ class TrainConfig:
     loss_compact: float = 0.1  # lambda_c, feature compactness weight
     loss_separate: float = 0.1  # lambda_s, feature separateness weight
     size: tuple[int, int] = (256, 256)  # (H, W) the frames are resized to
-    num_workers: int = 0  # DataLoader workers
+    num_workers: int = 0  # DataLoader worker processes reading frames (the same weights for any count)
     seed: int = 0  # seed for weights, memory init and shuffling
     checkpoint_every: int = 1  # write a resumable checkpoint every N epochs
     max_steps_per_epoch: int = 0  # 0 = full epochs; >0 caps steps (smoke runs)
@@ -84,6 +84,8 @@ class TrainConfig:
         self.size = validate_size(self.size)
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("epochs and batch_size must be >= 1")
+        if self.num_workers < 0:
+            raise ConfigError(f"num_workers must be >= 0 (0: frames are read in the training loop), got {self.num_workers}")
 
 
 @dataclass

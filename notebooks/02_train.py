@@ -57,6 +57,7 @@ max_steps: int = 0  # cap on steps per epoch; 0: full epochs (smoke runs use a f
 seed: int = 0  # seed for weights, memory items and data order
 resume: bool = False  # continue from the run's checkpoint.pt when an earlier training there was interrupted
 device: str = "auto"  # auto, cpu, cuda or mps
+workers: int = 0  # processes reading frames beside the training loop (helps a GPU); the same weights for any count
 dataset: str = "synthped"  # dataset folder under data_root: synthped, ped2, avenue or shanghai
 data_root: str = ""  # absolute folder holding <dataset>/; empty: <out_dir>/data (synthped is generated there if missing)
 out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib-runs/default
@@ -84,7 +85,7 @@ t0 = time.time()
 p = config.preset(preset, method)
 model_cfg = dataclasses.replace(p.model, use_memory=use_memory, width=width or p.model.width)
 train_cfg = dataclasses.replace(p.train, epochs=epochs or p.train.epochs, max_steps_per_epoch=max_steps,
-                                seed=seed, device=device)
+                                seed=seed, device=device, num_workers=workers)
 run = pipeline.run_folder(out_dir)
 variant = pipeline.variant_name(method, use_memory)
 run_dir = run.train / variant

@@ -14,7 +14,7 @@ import torch
 
 import mnadlib.train as tr
 from mnadlib.checkpoint import CheckpointError, load_checkpoint
-from mnadlib.config import ModelConfig, TrainConfig
+from mnadlib.config import ConfigError, ModelConfig, TrainConfig
 
 
 @pytest.fixture()
@@ -86,6 +86,18 @@ def test_interrupted_training_resumes_to_the_same_weights(frames, tmp_path, monk
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["resumed_from_epoch"] == 2
+
+
+def test_frame_reading_workers_give_the_same_weights(frames, tmp_path):
+    mcfg, tcfg = _cfgs(epochs=2)
+    ref, ref_items = load_checkpoint(tr.train(frames, mcfg, tcfg, tmp_path / "ref", progress=False))
+    got, got_items = load_checkpoint(tr.train(frames, mcfg, dataclasses.replace(tcfg, num_workers=2),
+                                              tmp_path / "workers", progress=False))
+    torch.testing.assert_close(got_items, ref_items, rtol=0, atol=0)
+    for (k, a), b in zip(ref.state_dict().items(), got.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+    with pytest.raises(ConfigError, match="num_workers must be >= 0"):
+        dataclasses.replace(tcfg, num_workers=-1)
 
 
 def test_resume_refuses_another_configuration(frames, tmp_path):
