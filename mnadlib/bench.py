@@ -94,13 +94,19 @@ def run(sizes: list[int], method: str = "pred", threads: int = 2, width: float =
     return report
 
 
+def _counted(path: Path) -> tuple[dict[str, Any], FrameSource]:
+    """A dataset folder's counts (as :func:`dataset_counts`) and its first training video."""
+    train, test = (list_videos(split_dir(path, split)) for split in ("training", "testing"))
+    counts = {"dataset": str(path), "train_videos": len(train), "train_frames": sum(len(v) for v in train),
+              "test_videos": len(test), "test_frames": sum(len(v) for v in test), "frame_size": train[0].frame_size}
+    return counts, train[0]
+
+
 def dataset_counts(dataset: str | Path) -> dict[str, Any]:
     """Videos and frames of both splits and the frame size (H, W): counted in a dataset folder, else ped2/avenue/shanghai's published ones."""
     path = Path(dataset)
     if path.is_dir():
-        train, test = (list_videos(split_dir(path, split)) for split in ("training", "testing"))
-        return {"dataset": str(path), "train_videos": len(train), "train_frames": sum(len(v) for v in train),
-                "test_videos": len(test), "test_frames": sum(len(v) for v in test), "frame_size": train[0].frame_size}
+        return _counted(path)[0]
     key = known_dataset(str(dataset))
     if key is None:
         raise ConfigError(f"{dataset!r} is neither a dataset folder (with training/ and testing/ splits) "
@@ -158,11 +164,12 @@ def estimate(dataset: str | Path, preset_name: str = "paper", method: Method = "
     dev = resolve_device(device)
     p = preset(preset_name, method)
     epochs = epochs or p.train.epochs
-    counts = dataset_counts(dataset)
+    path = Path(dataset)
+    counts, sample = _counted(path) if path.is_dir() else (dataset_counts(dataset), None)
     load = workload(counts, method, epochs, p.train.batch_size)
     eval_fps, step_s = _measure(p.model, p.train.size, p.train.batch_size, dev, repeats)
-    if Path(dataset).is_dir():
-        read_s = read_seconds(list_videos(split_dir(dataset, "training"))[0], p.train.size)
+    if sample is not None:
+        read_s = read_seconds(sample, p.train.size)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             read_s = read_seconds(_jpeg_frames(Path(tmp, "01"), counts["frame_size"]), p.train.size)

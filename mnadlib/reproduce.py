@@ -200,7 +200,6 @@ def _fresh_dir(runs_dir: Path, name: str | None, dataset: str) -> Path:
     return out
 
 
-
 def _check_resume_args(args: argparse.Namespace, ap: argparse.ArgumentParser) -> Path:
     """The run folder of ``--resume``, refusing options that would change the run's parameters."""
     given = [f"--{k.replace('_', '-')}" for k in RUN_OPTIONS if getattr(args, k) != ap.get_default(k)]
