@@ -160,6 +160,8 @@ def estimate(dataset: str | Path, preset_name: str = "paper", method: Method = "
     A dataset folder's own first training video is read; for published counts, JPEG frames of the
     dataset's size.
     """
+    if epochs < 0:
+        raise ConfigError(f"epochs must be >= 0 (0: the preset's), got {epochs}")
     torch.set_num_threads(threads)
     dev = resolve_device(device)
     p = preset(preset_name, method)

@@ -49,11 +49,15 @@ def test_estimate_multiplies_the_measured_unit_times(tmp_path: Path) -> None:
     assert "not a measured run" in rep["note"]
 
 
-def test_estimate_refuses_an_unknown_dataset(capsys: pytest.CaptureFixture[str]) -> None:
+def test_estimate_refuses_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ConfigError, match="neither a dataset folder"):
         dataset_counts("ped3")
     assert cli.main(["bench", "--estimate", "ped3"]) == 2
     assert "ped2, avenue, shanghai" in capsys.readouterr().err
+    assert cli.main(["bench", "--estimate", "ped2", "--epochs", "-3"]) == 2
+    assert "epochs must be >= 0" in capsys.readouterr().err
+    assert cli.main(["bench", "--estimate", "ped2", "--preset", "fast"]) == 2
+    assert "unknown preset 'fast'" in capsys.readouterr().err
 
 
 def test_throughput_report_and_the_estimate_command(capsys: pytest.CaptureFixture[str]) -> None:
