@@ -1,6 +1,8 @@
 """Localization metrics: pixel AUROC, the UCSD Ped pixel-level criterion, RBDC and TBDC.
 
 * pixel AUROC, pooled over all pixels of all frames;
+* the peak-in-mask frame AUC, an oracle: how well the map's peak at the anomaly ranks against
+  normal frames' peaks anywhere (whether any frame score read off the map's peak could work);
 * the UCSD Ped pixel-level criterion (Mahadevan et al., CVPR 2010; Li et al., TPAMI 2014): an
   anomalous frame is detected only when >= 40% of its true anomalous pixels are found;
 * RBDC / TBDC, the region- and track-based detection criteria of Ramachandra & Jones (Street
@@ -56,6 +58,22 @@ def pixel_auroc(maps: Sequence[np.ndarray], gt_masks: Sequence[np.ndarray]) -> f
     if y.all() or not y.any():
         raise LocalizeError("pixel AUROC needs both anomalous and normal pixels in gt_masks")
     return float(roc_auc_score(y, np.concatenate(scores)))
+
+
+def peak_frame_auc(maps: Sequence[np.ndarray], gt_masks: Sequence[np.ndarray]) -> float:
+    """Frame AUC of the map's peak, told where the anomaly is: inside the mask on anomalous frames, anywhere on normal ones.
+
+    An oracle, not a detector: it bounds every frame score that thresholds the map's peak with one
+    threshold for all frames. When it is low, the map is no higher at the anomaly than at the
+    brightest spot of a normal frame (a crowd near the camera), so the peak cannot tell the frames
+    apart however it is read; a score that compares frames within their own video can still do so.
+    """
+    pairs = _map_mask_pairs(maps, gt_masks)
+    truth = np.array([g.any() for _, g in pairs])
+    if truth.all() or not truth.any():
+        raise LocalizeError("the peak-in-mask frame AUC needs both anomalous frames (non-empty mask) and normal ones")
+    peaks = np.array([float(m[g].max()) if t else float(m.max()) for (m, g), t in zip(pairs, truth)])
+    return float(roc_auc_score(truth, peaks))
 
 
 def _count_above(sorted_values: np.ndarray, thresholds: np.ndarray, inclusive: bool) -> np.ndarray:

@@ -34,7 +34,7 @@ from .localize_eval import OURS, OURS_NAME, localization_metrics
 from .synth import SynthPreset
 from .train import train
 
-LOCALIZATION_KEYS = ("pixel_auroc", "ucsd_auc", "rbdc", "tbdc")
+LOCALIZATION_KEYS = ("pixel_auroc", "ucsd_auc", "rbdc", "tbdc", "peak_in_mask_auc")
 
 
 def run_seed(seed: int, work: Path, synth_preset: str | SynthPreset = "small", epochs: int = 0,

@@ -141,7 +141,9 @@ print(f"{session.source.name}: frame {shown}, regularity {res.regularity[res.ind
 #
 # Pixel AUROC of each mode's map; the UCSD Ped 40% criterion and RBDC/TBDC (Ramachandra & Jones,
 # WACV 2020) on what each mode reports. Thresholds come from normal training frames only; the test
-# labels choose nothing.
+# labels choose nothing. The last column is an oracle: each anomalous frame scored by the map's peak
+# inside its true mask, each normal frame by its peak anywhere. Low, it says that a normal frame's
+# brightest spot (a pedestrian near the camera) outshines the anomaly, however good the pixel AUROC.
 
 # %%
 table = {}

@@ -25,7 +25,7 @@ from mnadlib.localize import (
     ssim_map,
     to_frame_size,
 )
-from mnadlib.localize_metrics import box_iou, pixel_auroc, rbdc_tbdc, ucsd_pixel_criterion
+from mnadlib.localize_metrics import box_iou, peak_frame_auc, pixel_auroc, rbdc_tbdc, ucsd_pixel_criterion
 
 
 def squares_map() -> np.ndarray:
@@ -271,6 +271,23 @@ def test_pixel_auroc():
         pixel_auroc([np.zeros((8, 8))], [np.zeros((8, 8))])
     with pytest.raises(LocalizeError, match="2 maps but 1 masks"):
         pixel_auroc([np.zeros((8, 8))] * 2, [np.zeros((8, 8))])
+
+
+def test_peak_frame_auc_reads_the_peak_inside_the_mask():
+    normal = [np.full((4, 4), v) for v in (1.0, 2.0, 3.0)]  # peaks 1, 2, 3
+    hidden = np.zeros((4, 4))
+    hidden[0, 0], hidden[3, 3] = 10.0, 2.5  # its brightest spot is off the anomaly; the anomaly's peak is 2.5
+    found = np.zeros((4, 4))
+    found[1, 1] = 4.0
+    maps = [*normal, hidden, found]
+    masks = [np.zeros((4, 4), dtype=bool) for _ in range(5)]
+    masks[3][3, 3] = masks[4][1, 1] = True
+    assert peak_frame_auc(maps, masks) == pytest.approx(5 / 6)  # 2.5 beats 1 and 2 of the three peaks, 4 beats all
+    assert peak_frame_auc(maps[:4], masks[:4]) == pytest.approx(2 / 3)  # the frame max (10) would have scored 1.0
+    with pytest.raises(LocalizeError, match="both anomalous frames"):
+        peak_frame_auc(normal, masks[:3])
+    with pytest.raises(LocalizeError, match="differs from mask shape"):
+        peak_frame_auc([np.zeros((4, 4)), found], [np.zeros((2, 2)), masks[4]])
 
 
 def test_pixel_auroc_samples_large_inputs(monkeypatch):

@@ -144,8 +144,8 @@ def test_localization_metrics_fork_vs_ours(data, ckpt):
     table = localization_metrics(model, items, data, size, {"fork": FORK, "ours": OURS})
     for row in table.values():
         assert 0 <= row["pixel_auroc"] <= 1 and 0 <= row["ucsd_auc"] <= 1
-        assert 0 <= row["rbdc"] <= 1 and 0 <= row["tbdc"] <= 1
-    assert "| fork |" in format_table(table)
+        assert 0 <= row["rbdc"] <= 1 and 0 <= row["tbdc"] <= 1 and 0 <= row["peak_in_mask_auc"] <= 1
+    assert "| fork |" in format_table(table) and "peak-in-mask" in format_table(table)
 
 
 def test_frame_range_and_parse_range(setup):
