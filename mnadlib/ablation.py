@@ -2,7 +2,7 @@
 
 Follows the paper's Sec. 4.3 (memory, test-time update, prediction vs reconstruction) and adds the
 labelled extensions of :mod:`mnadlib.evaluate` (patch-level error, normalisation with statistics of
-normal frames, online running-max PSNR), each beside the faithful protocol. ``prediction_quality``
+normal frames, online running-max PSNR and SSIM), each beside the faithful protocol. ``prediction_quality``
 compares the model's PSNR with copying the previous frame, the check that it learned normal motion.
 """
 
@@ -75,6 +75,8 @@ def ablation_rows(main: Loaded, name: str, dataset: Dataset, alpha: float, resul
     rows.append(_row(name, "extension: patch-level error", *rescore(result, alpha, error="patch")[1:], src))
     rows.append(_row(name, "extension: online running-max PSNR (dB below the video's best frame so far)",
                      *rescore(result, 1.0, norm="running")[1:], src))
+    rows.append(_row(name, "extension: online running-max SSIM (its dB below the video's best frame so far)",
+                     *rescore(result, 1.0, error="ssim", norm="running")[1:], src))
     stats = NormalStats.fit(evaluate(main.model, main.items, dataset.videos("training"), no_update))
     rows.append(_row(name, "extension: normal-frame normalisation (no update)",
                      *rescore(plain, alpha, norm="normal", stats=stats)[1:], src))
@@ -86,6 +88,8 @@ def ablation_rows(main: Loaded, name: str, dataset: Dataset, alpha: float, resul
                          base.auc, base.macro_auc, "no model"))
         rows.append(_row("zero_motion", "baseline: the previous frame as the prediction (online running-max PSNR)",
                          *rescore(base, 1.0, norm="running")[1:], "no model"))
+        rows.append(_row("zero_motion", "baseline: the previous frame as the prediction (online running-max SSIM)",
+                         *rescore(base, 1.0, error="ssim", norm="running")[1:], "no model"))
     return rows
 
 

@@ -10,8 +10,9 @@ and combined with ``alpha``; the frame AUC is computed over all videos concatena
 Clearly named deviations, off by default: ``reset_memory_per_video`` and a batched fast path
 (``batch_size > 1``, allowed only without the test-time update, where it changes nothing but
 speed). Extensions beyond the paper, reported beside the faithful score: a patch-level error
-(the worst local window, so a small anomaly is not diluted by the frame mean) and normalisation
-with statistics of normal frames instead of the whole (future) test video.
+(the worst local window, so a small anomaly is not diluted by the frame mean), the frame's SSIM in
+dB instead of its PSNR, normalisation with statistics of normal frames instead of the whole
+(future) test video, and the online running-max score.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from .data import ClipDataset, DataError, FrameSource
 from .memory import update_from_features
 from .model import MNAD
 
-FIELDS = ("psnr", "feature_distance", "point_score", "patch_psnr", "updated")
+FIELDS = ("psnr", "feature_distance", "point_score", "patch_psnr", "ssim_db", "updated")
 
 
 @dataclass
@@ -48,6 +49,7 @@ class FrameStep:
     feature_distance: float
     point_score: float
     patch_psnr: float
+    ssim_db: float  # -10 log10(1 - mean SSIM): an extension, not the paper's
     updated: bool
     output: torch.Tensor  # (n_channel, H, W) predicted or reconstructed frame
     target: torch.Tensor  # (n_channel, H, W) the real frame
@@ -65,6 +67,7 @@ class VideoScores:
     feature_distance: list[float] = field(default_factory=list)
     point_score: list[float] = field(default_factory=list)
     patch_psnr: list[float] = field(default_factory=list)
+    ssim_db: list[float] = field(default_factory=list)
     updated: list[bool] = field(default_factory=list)
     score: list[float] = field(default_factory=list)
     label: list[int] | None = None
@@ -152,6 +155,7 @@ def iter_frames(
             err = scoring.squared_error(out.output, target)
             mse = err.flatten(1).mean(dim=1)
             patch = patch_mse(err, window)
+            sdb = scoring.ssim_db(out.output, target).tolist()
             fd = _feature_distance(out, x.shape[0])
             for b in range(x.shape[0]):
                 point = scoring.point_score(out.output[b : b + 1], target[b : b + 1])
@@ -162,7 +166,7 @@ def iter_frames(
                 name, frame = dataset.video_of(k)
                 yield FrameStep(
                     video=name, frame=frame, psnr=scoring.psnr(mse[b].item()), feature_distance=fd[b],
-                    point_score=point, patch_psnr=scoring.psnr(patch[b].item()), updated=bool(update),
+                    point_score=point, patch_psnr=scoring.psnr(patch[b].item()), ssim_db=sdb[b], updated=bool(update),
                     output=out.output[b], target=target[b], fea=out.fea[b], memory=used, memory_after=items,
                 )
                 k += 1
@@ -235,12 +239,14 @@ def zero_motion_baseline(
     k = 0
     for clip in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         err = scoring.squared_error(clip[:, -6:-3], clip[:, -3:])
-        for mse, patch in zip(err.flatten(1).mean(dim=1).tolist(), patch_mse(err, window).tolist()):
+        sdb = scoring.ssim_db(clip[:, -6:-3], clip[:, -3:]).tolist()
+        for mse, patch, ssim in zip(err.flatten(1).mean(dim=1).tolist(), patch_mse(err, window).tolist(), sdb):
             name, frame = dataset.video_of(k)
             s = per[name]
             s.frames.append(frame)
             s.psnr.append(scoring.psnr(mse))
             s.patch_psnr.append(scoring.psnr(patch))
+            s.ssim_db.append(ssim)
             s.feature_distance.append(0.0)
             s.point_score.append(0.0)
             s.updated.append(False)
@@ -308,6 +314,7 @@ class NormalStats:
     psnr: tuple[float, float]  # (low, high) of PSNR on normal frames
     feature_distance: tuple[float, float]
     patch_psnr: tuple[float, float]
+    ssim_db: tuple[float, float]
 
     @classmethod
     def fit(cls, result: EvalResult, lo: float = 1.0, hi: float = 99.0) -> "NormalStats":
@@ -315,27 +322,37 @@ class NormalStats:
         def rng(key: str) -> tuple[float, float]:
             vals = np.concatenate([np.asarray(getattr(s, key), dtype=np.float64) for s in result.videos.values()])
             return float(np.percentile(vals, lo)), float(np.percentile(vals, hi))
-        return cls(rng("psnr"), rng("feature_distance"), rng("patch_psnr"))
+        return cls(rng("psnr"), rng("feature_distance"), rng("patch_psnr"), rng("ssim_db"))
 
 
 def rescore(result: EvalResult, alpha: float, error: str = "frame", norm: str = "video",
             stats: NormalStats | None = None) -> tuple[dict[str, np.ndarray], float | None, float | None]:
-    """Regularity scores under another error measure (``frame`` PSNR or ``patch`` PSNR) and normalisation.
+    """Regularity scores under another error measure and normalisation.
+
+    ``error`` is ``frame`` (the paper's PSNR), ``patch`` (the PSNR of the worst local window) or
+    ``ssim`` (the frame's SSIM in dB, :func:`mnadlib.scoring.ssim_db`), each higher for a more
+    normal frame.
 
     ``norm="video"`` is the authors' per-video min-max; ``norm="normal"`` scales with ``stats`` fitted
     on normal frames, so scores are comparable across videos and computable online.
-    ``norm="running"`` scores PSNR alone (``alpha`` must be 1) as the dB by which a frame falls below
-    the best frame of its video so far: online and free of statistics, but it takes each video's
+    ``norm="running"`` scores the error measure alone (``alpha`` must be 1) as the dB by which a frame
+    falls below the best frame of its video so far: online and free of statistics, but it takes each video's
     first frames as normal, so a video that opens on an anomaly hides it, and its reference only
     rises, so on a long video a crowd that slowly thickens reads as a growing anomaly.
     """
-    key = {"frame": "psnr", "patch": "patch_psnr"}[error]
+    keys = {"frame": "psnr", "patch": "patch_psnr", "ssim": "ssim_db"}
+    if error not in keys:
+        raise ValueError(f"error must be 'frame', 'patch' or 'ssim', got {error!r}")
+    key = keys[error]
     if norm not in ("video", "normal", "running"):
         raise ValueError(f"norm must be 'video', 'normal' or 'running', got {norm!r}")
     if norm == "normal" and stats is None:
         raise ValueError("norm='normal' needs NormalStats fitted on normal frames")
     if norm == "running" and alpha != 1:
-        raise ValueError(f"norm='running' scores PSNR alone: pass alpha=1, not {alpha}")
+        raise ValueError(f"norm='running' scores the error measure alone: pass alpha=1, not {alpha}")
+    missing = [n for n, s in result.videos.items() if len(getattr(s, key)) != len(s.frames)]
+    if missing:
+        raise ValueError(f"videos {missing} have no per-frame {key}: evaluate again with this version of mnadlib")
     scores: dict[str, np.ndarray] = {}
     for name, s in result.videos.items():
         p = np.asarray(getattr(s, key), dtype=np.float64)

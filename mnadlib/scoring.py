@@ -8,6 +8,9 @@
 * the regularity score ``alpha * norm(PSNR) + (1 - alpha) * (1 - norm(feature distance))`` (Eq. 12);
 * frame AUC as the authors compute it: regularity against ``1 - label`` (normal is positive),
   over all videos concatenated; plus a macro AUC (mean of per-video AUCs), an extra metric.
+
+Beyond the paper: ``ssim_db``, the structural dissimilarity of a frame pair in dB, for the
+running-max SSIM extension of :func:`mnadlib.evaluate.rescore`.
 """
 
 from __future__ import annotations
@@ -41,6 +44,49 @@ def psnr(mse: float) -> float:
     if mse <= 0:
         return math.inf
     return 10 * math.log10(1 / mse)
+
+
+SSIM_WINDOW = 7  # skimage's default window, as the localization's SSIM map uses
+SSIM_FLOOR = 1e-10  # 1 - SSIM of identical frames, so their dB stay finite (100 dB)
+
+
+def _symmetric_pad(v: Tensor, r: int) -> Tensor:
+    """Pad the last two dims by ``r`` with edge-inclusive mirroring (scipy's ``reflect``, skimage's SSIM filter)."""
+    v = torch.cat([v[..., :r].flip(-1), v, v[..., -r:].flip(-1)], dim=-1)
+    return torch.cat([v[..., :r, :].flip(-2), v, v[..., -r:, :].flip(-2)], dim=-2)
+
+
+def mean_ssim(output: Tensor, target: Tensor) -> Tensor:
+    """Mean of the SSIM map of each (C, H, W) frame pair of a batch on [0, 1]-scaled images: (B,).
+
+    The map is skimage's ``structural_similarity(..., full=True)`` (uniform 7 x 7 window, sample
+    covariance, K1 = 0.01, K2 = 0.03, data range 1, edges mirrored) per channel, the map the
+    localization's SSIM map is made of; its mean covers every pixel, as PSNR does (skimage's own
+    mean leaves out a 3-pixel border, 18 % of a 64 x 64 frame, where anomalies enter). Computed
+    with pooling, so it runs batched on the model's device.
+    """
+    if min(output.shape[-2:]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {tuple(output.shape[-2:])}")
+    x, y = _unit(output).double(), _unit(target).double()
+    moments = _symmetric_pad(torch.stack([x, y, x * x, y * y, x * y]).flatten(0, 1), SSIM_WINDOW // 2)
+    ux, uy, uxx, uyy, uxy = torch.nn.functional.avg_pool2d(moments, SSIM_WINDOW, stride=1).unflatten(0, (5, x.shape[0]))
+    n = SSIM_WINDOW ** 2
+    vx = (uxx - ux * ux) * n / (n - 1)
+    vy = (uyy - uy * uy) * n / (n - 1)
+    vxy = (uxy - ux * uy) * n / (n - 1)
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = (2 * ux * uy + c1) * (2 * vxy + c2) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return s.flatten(1).mean(dim=1)
+
+
+def ssim_db(output: Tensor, target: Tensor) -> Tensor:
+    """Structural dissimilarity in dB, ``-10 log10(1 - mean SSIM)``, of each frame pair of a batch: (B,).
+
+    The SSIM counterpart of PSNR (higher is more similar). SSIM compares local structure relative
+    to local contrast, so a high-contrast pedestrian near the camera weighs less against a small
+    anomaly than in the squared error.
+    """
+    return -10 * torch.log10((1 - mean_ssim(output, target)).clamp_min(SSIM_FLOOR))
 
 
 def point_score(output: Tensor, target: Tensor) -> float:

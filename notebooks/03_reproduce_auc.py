@@ -28,8 +28,9 @@
 #
 # It prints the paper's Table 1 beside the measured AUC, then an ablation: test-time update off,
 # PSNR alone, the extensions (patch-level error; an online running-max PSNR, the dB a frame falls
-# below the best frame of its video so far, which takes each video's opening frames as normal;
-# normalisation with statistics of normal training frames scored without update), the
+# below the best frame of its video so far, which takes each video's opening frames as normal,
+# and the same with the frame's SSIM in dB instead of its PSNR; normalisation with statistics of
+# normal training frames scored without update), the
 # zero-motion baseline a prediction model must beat (the previous frame as the prediction,
 # scored the same way) and, when 02 trained them into `train_dir`, the model without memory and
 # the other method. Each row gives the paper's

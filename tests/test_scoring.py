@@ -1,4 +1,4 @@
-"""Scores equal the authors' utils.py formulas; the O(n) normalisation equals their O(n^2) loop; the zero-motion baseline and the running-max rescoring."""
+"""Scores equal the authors' utils.py formulas; the O(n) normalisation equals their O(n^2) loop; SSIM equals skimage's; the zero-motion baseline and the running-max rescoring."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from mnadlib.data import DataError, list_videos, load_frame
 from mnadlib.evaluate import (EvalResult, NormalStats, VideoScores, mean_psnr, rescore, within_video_sd,
                               zero_motion_baseline)
 from mnadlib.ablation import prediction_quality
+from skimage.metrics import structural_similarity
 
 
 def test_minmax_equals_authors_loop():
@@ -65,6 +66,22 @@ def test_config_errors():
     assert ModelConfig(width=0.25).channels == (16, 32, 64, 128)
 
 
+def test_mean_ssim_equals_skimage_and_ssim_db_is_its_decibels() -> None:
+    """Batched SSIM is the mean of skimage's full SSIM map (every pixel, edges mirrored); ssim_db = -10 log10(1 - SSIM)."""
+    torch.manual_seed(0)
+    target = torch.rand(3, 3, 20, 24) * 2 - 1
+    output = (target + 0.3 * torch.randn_like(target)).clamp(-1, 1)
+    ref = [structural_similarity(((o + 1) / 2).permute(1, 2, 0).double().numpy(), ((t + 1) / 2).permute(1, 2, 0).double().numpy(),
+                                 data_range=1.0, channel_axis=-1, full=True)[1].mean() for o, t in zip(output, target)]
+    ssim = scoring.mean_ssim(output, target)
+    np.testing.assert_allclose(ssim.numpy(), ref, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(scoring.ssim_db(output, target).numpy(), -10 * np.log10(1 - np.array(ref)), rtol=1e-12)
+    assert scoring.ssim_db(target, target).tolist() == pytest.approx([100.0] * 3)  # identical frames: the floor, finite
+    assert (scoring.ssim_db(output[:, :, ::2, ::2], target[:, :, ::2, ::2]) < 100).all()
+    with pytest.raises(ValueError, match="at least 7x7"):
+        scoring.mean_ssim(output[..., :6], target[..., :6])
+
+
 def test_zero_motion_baseline_scores_the_jump_and_aligns_with_the_model_frames(tmp_path: Path) -> None:
     """A still scene with one sudden change: the baseline ranks that frame lowest, PSNR computed as the paper's."""
     rng = np.random.default_rng(0)
@@ -88,6 +105,8 @@ def test_zero_motion_baseline_scores_the_jump_and_aligns_with_the_model_frames(t
     prev, cur = (load_frame(videos[0], t, (32, 32)) for t in (6, 7))
     mse = float((((cur - prev) / 2) ** 2).mean())
     assert s.psnr[s.frames.index(7)] == pytest.approx(10 * np.log10(1 / mse), rel=1e-5)
+    assert int(np.argmin(s.ssim_db)) == s.frames.index(7)  # the SSIM extension sees the jump too
+    assert s.ssim_db[s.frames.index(7)] == pytest.approx(scoring.ssim_db(*(torch.as_tensor(f).permute(2, 0, 1)[None] for f in (prev, cur))).item())
     with pytest.raises(ValueError, match="t_length >= 2"):
         zero_motion_baseline(videos, 1, (32, 32))
     with pytest.raises(DataError, match="labels"):
@@ -126,7 +145,15 @@ def test_rescore_running_max_is_online_and_comparable_across_videos() -> None:
     assert auc == 1.0  # the anomaly is the frame furthest below its video's best so far
     prefix = EvalResult({"01": VideoScores(frames=[0, 1, 2], psnr=quiet[:3], feature_distance=[0.0] * 3)}, None, None, {})
     assert rescore(prefix, 1.0, norm="running")[0]["01"].tolist() == scores["01"][:3].tolist()  # the future changes nothing
-    assert rescore(result, 1.0, norm="normal", stats=NormalStats((30, 40), (0, 1), (30, 40)))[1] < 0.5  # the crowd sinks it
+    assert rescore(result, 1.0, norm="normal", stats=NormalStats((30, 40), (0, 1), (30, 40), (10, 20)))[1] < 0.5  # the crowd sinks it
+    with pytest.raises(ValueError, match="no per-frame ssim_db: evaluate again"):
+        rescore(result, 1.0, error="ssim", norm="running")  # a result written before the SSIM extension
+    for name, s in result.videos.items():
+        s.ssim_db = [p - 20 for p in s.psnr]  # the same ranking in other dB
+    ssim_scores, ssim_auc, _ = rescore(result, 1.0, error="ssim", norm="running")
+    assert ssim_auc == auc and all(np.allclose(ssim_scores[n], scores[n]) for n in scores)
+    with pytest.raises(ValueError, match="error must be"):
+        rescore(result, 1.0, error="mse")
     with pytest.raises(ValueError, match="alpha=1"):
         rescore(result, 0.6, norm="running")
     with pytest.raises(ValueError, match="norm must be"):

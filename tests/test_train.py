@@ -144,6 +144,7 @@ def test_cli_train_then_evaluate(frames, tmp_path):
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())
     assert len(res["videos"]["01"]["score"]) == 6 and res["videos"]["01"]["label"] == [0, 1, 1, 1, 1, 1]
+    assert len(res["videos"]["01"]["ssim_db"]) == 6 and all(0 < v < 100 for v in res["videos"]["01"]["ssim_db"])
     assert 0 <= res["auc"] <= 1
     assert out.with_suffix(".csv").read_text().count("\n") == 7
 
