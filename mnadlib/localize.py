@@ -20,9 +20,12 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
+import torch
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 from skimage.metrics import structural_similarity
+
+from .scoring import ssim_per_pixel
 
 MapKind = Literal["error", "ssim", "memory"]
 Box = tuple[int, int, int, int]
@@ -94,10 +97,10 @@ def error_map(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def ssim_map(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """1 - SSIM per pixel (skimage, 7x7 window, per channel then averaged), clipped to [0, 1]."""
+    """1 - SSIM per pixel (:func:`mnadlib.scoring.ssim_per_pixel`, the frame SSIM score's map), mean over channels, clipped to [0, 1]."""
     p, t = _image_pair(pred, target, min_side=7)
-    _, s = structural_similarity((p + 1) / 2, (t + 1) / 2, data_range=1.0, channel_axis=-1, full=True)
-    return np.clip(1.0 - s.mean(axis=-1), 0.0, 1.0).astype(np.float32)  # (H, W)
+    s = ssim_per_pixel(*(torch.from_numpy(x).permute(2, 0, 1)[None] for x in (p, t)))[0].mean(dim=0).numpy()
+    return np.clip(1.0 - s, 0.0, 1.0).astype(np.float32)  # (H, W)
 
 
 def memory_map(distances: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:

@@ -56,14 +56,13 @@ def _symmetric_pad(v: Tensor, r: int) -> Tensor:
     return torch.cat([v[..., :r, :].flip(-2), v, v[..., -r:, :].flip(-2)], dim=-2)
 
 
-def mean_ssim(output: Tensor, target: Tensor) -> Tensor:
-    """Mean of the SSIM map of each (C, H, W) frame pair of a batch on [0, 1]-scaled images: (B,).
+def ssim_per_pixel(output: Tensor, target: Tensor) -> Tensor:
+    """SSIM at every pixel and channel of a batch of frame pairs on [0, 1]-scaled images: (B, C, H, W) float64.
 
-    The map is skimage's ``structural_similarity(..., full=True)`` (uniform 7 x 7 window, sample
-    covariance, K1 = 0.01, K2 = 0.03, data range 1, edges mirrored) per channel, the map the
-    localization's SSIM map is made of; its mean covers every pixel, as PSNR does (skimage's own
-    mean leaves out a 3-pixel border, 18 % of a 64 x 64 frame, where anomalies enter). Computed
-    with pooling, so it runs batched on the model's device.
+    skimage's ``structural_similarity(..., full=True)`` map (uniform 7 x 7 window, sample
+    covariance, K1 = 0.01, K2 = 0.03, data range 1, edges mirrored) for each channel, computed
+    with pooling so it runs batched on the model's device. The frame score and the localization's
+    SSIM map both come from it, so they cannot drift apart.
     """
     if min(output.shape[-2:]) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {tuple(output.shape[-2:])}")
@@ -75,8 +74,16 @@ def mean_ssim(output: Tensor, target: Tensor) -> Tensor:
     vy = (uyy - uy * uy) * n / (n - 1)
     vxy = (uxy - ux * uy) * n / (n - 1)
     c1, c2 = 0.01 ** 2, 0.03 ** 2
-    s = (2 * ux * uy + c1) * (2 * vxy + c2) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-    return s.flatten(1).mean(dim=1)
+    return (2 * ux * uy + c1) * (2 * vxy + c2) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+
+
+def mean_ssim(output: Tensor, target: Tensor) -> Tensor:
+    """Mean of :func:`ssim_per_pixel` over each frame pair of a batch: (B,).
+
+    The mean covers every pixel, as PSNR does (skimage's own mean leaves out a 3-pixel border,
+    18 % of a 64 x 64 frame, where anomalies enter).
+    """
+    return ssim_per_pixel(output, target).flatten(1).mean(dim=1)
 
 
 def ssim_db(output: Tensor, target: Tensor) -> Tensor:

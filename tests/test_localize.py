@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from skimage.metrics import structural_similarity
 
 from mnadlib import localize_metrics
 from mnadlib.localize import (
@@ -63,6 +64,18 @@ def test_error_map_constant_images():
 def test_error_map_rejects_bad_images(pred, target, match):
     with pytest.raises(LocalizeError, match=match):
         error_map(pred, target)
+
+
+def test_ssim_map_is_one_minus_skimages_full_map():
+    """The localization's SSIM map is skimage's full map (float64, mean over channels), from the frame score's code."""
+    rng = np.random.default_rng(1)
+    for shape in ((24, 40, 3), (17, 9)):
+        pred = rng.uniform(-1, 1, shape)
+        target = np.clip(pred + rng.normal(0, 0.3, shape), -1, 1)
+        _, ref = structural_similarity((pred + 1) / 2, (target + 1) / 2, data_range=1.0,
+                                       channel_axis=-1 if len(shape) == 3 else None, full=True)
+        ref = ref.mean(axis=-1) if len(shape) == 3 else ref
+        np.testing.assert_allclose(ssim_map(pred, target), np.clip(1 - ref, 0, 1), atol=1e-6)
 
 
 def test_ssim_map_range():
