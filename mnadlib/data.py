@@ -18,6 +18,7 @@ video files are read directly with OpenCV (:mod:`mnadlib.frames`). Layouts under
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -110,20 +111,44 @@ def split_dir(dataset_root: str | os.PathLike, split: str) -> Path:
                     + ". Lay the dataset out as ROOT/<dataset>/{training,testing}/frames/<video>/")
 
 
+FRAME_CACHE_MIB = 1024  # resized frames a ClipDataset keeps by default, so a frame is decoded once, not once per clip and epoch
+
+
+def resized_frame(source: FrameSource, i: int, size: tuple[int, int]) -> np.ndarray:
+    """Frame i decoded and resized to (H, W) as the authors do (cv2 bilinear), still uint8 (H, W, 3)."""
+    h, w = size
+    return cv2.resize(source.read(i), (w, h))
+
+
+def to_model_space(img: np.ndarray) -> np.ndarray:
+    """A uint8 frame as float32 in [-1, 1]: ``x / 127.5 - 1``, the authors' scaling."""
+    return (img.astype(np.float32) / 127.5) - 1.0
+
+
+def clip_window_mib(t_length: int, size: tuple[int, int]) -> float:
+    """Cache size (MiB) that holds one clip's resized frames: enough for clips read in order, each frame decoded once."""
+    return t_length * size[0] * size[1] * 3 / 2**20
+
+
 def load_frame(source: FrameSource, i: int, size: tuple[int, int]) -> np.ndarray:
     """Frame i as float32 (H, W, 3) in [-1, 1], exactly the authors' ``np_load_frame``."""
-    h, w = size
-    img = cv2.resize(source.read(i), (w, h))
-    img = img.astype(np.float32)
-    return (img / 127.5) - 1.0
+    return to_model_space(resized_frame(source, i, size))
 
 
 class ClipDataset(Dataset):
-    """Clips of ``t_length`` consecutive frames, as the authors' DataLoader with time_step=t_length-1."""
+    """Clips of ``t_length`` consecutive frames, as the authors' DataLoader with time_step=t_length-1.
 
-    def __init__(self, videos: list[FrameSource], t_length: int, size: tuple[int, int]) -> None:
+    Each frame belongs to up to ``t_length`` clips and training reads every clip once an epoch,
+    so resized uint8 frames are kept in a least-recently-used cache of ``cache_mib`` MiB (0: none).
+    The clips are the same with or without it; a DataLoader worker holds its own copy.
+    """
+
+    def __init__(self, videos: list[FrameSource], t_length: int, size: tuple[int, int],
+                 cache_mib: float = FRAME_CACHE_MIB) -> None:
         if t_length < 1:
             raise DataError(f"t_length must be >= 1, got {t_length}")
+        if not cache_mib >= 0:
+            raise DataError(f"cache_mib must be >= 0 (0: no frame cache), got {cache_mib}")
         if not videos:
             raise DataError("ClipDataset got no videos; check the split folder")
         short = [f"{v.name} ({len(v)} frames, {v.path})" for v in videos if len(v) < t_length]
@@ -134,14 +159,32 @@ class ClipDataset(Dataset):
         self.samples: list[tuple[int, int]] = [
             (v, s) for v, video in enumerate(self.videos) for s in range(len(video) - t_length + 1)
         ]
+        self.cache_bytes = int(cache_mib * 2**20)
+        self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._cached = 0  # bytes held by _cache
 
     def __len__(self) -> int:
         return len(self.samples)
 
+    def _frame(self, v: int, i: int) -> np.ndarray:
+        """Frame i of video v resized (uint8), from the cache when it holds it."""
+        key = (v, i)
+        img = self._cache.get(key)
+        if img is not None:
+            self._cache.move_to_end(key)
+            return img
+        img = resized_frame(self.videos[v], i, self.size)
+        if img.nbytes <= self.cache_bytes:
+            self._cache[key] = img
+            self._cached += img.nbytes
+            while self._cached > self.cache_bytes:
+                self._cached -= self._cache.popitem(last=False)[1].nbytes
+        return img
+
     def __getitem__(self, k: int) -> torch.Tensor:
         """(t_length*3, H, W) float32; channels 0..2 are the first frame."""
         v, start = self.samples[k]
-        frames = [load_frame(self.videos[v], start + j, self.size).transpose(2, 0, 1)  # (3, H, W)
+        frames = [to_model_space(self._frame(v, start + j)).transpose(2, 0, 1)  # (3, H, W)
                   for j in range(self.t_length)]
         return torch.from_numpy(np.ascontiguousarray(np.concatenate(frames, axis=0)))
 

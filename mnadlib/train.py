@@ -27,7 +27,7 @@ from tqdm import tqdm
 from . import __version__
 from .checkpoint import CheckpointError, atomic_write_json, read_checkpoint, save_checkpoint
 from .config import ModelConfig, TrainConfig, to_dict
-from .data import ClipDataset, list_videos
+from .data import FRAME_CACHE_MIB, ClipDataset, list_videos
 from .memory import init_items
 from .model import MNAD
 
@@ -139,7 +139,9 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     generator = seed_everything(train_cfg.seed)
     device = resolve_device(train_cfg.device)
-    dataset = ClipDataset(list_videos(data), model_cfg.t_length, train_cfg.size)
+    # workers start afresh each epoch, so a cache in them would be refilled every epoch
+    dataset = ClipDataset(list_videos(data), model_cfg.t_length, train_cfg.size,
+                          cache_mib=0 if train_cfg.num_workers else FRAME_CACHE_MIB)
     if len(dataset) < train_cfg.batch_size:
         raise ValueError(f"{data} yields {len(dataset)} clips, fewer than one batch of {train_cfg.batch_size}")
     loader = DataLoader(

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mnadlib.data import (
-    ClipDataset, KNOWN_DATASETS, known_dataset, list_videos, load_frame, load_labels, load_masks, split_dir,
+    ClipDataset, KNOWN_DATASETS, clip_window_mib, known_dataset, list_videos, load_frame, load_labels, load_masks, split_dir,
     split_labels, validate_layout, validate_video,
 )
 from mnadlib.frames import DataError, FrameSource, extract_frames, frames_to_video, natural_key, open_source
@@ -165,6 +165,49 @@ def test_clip_dataset_samples_shape_and_order(ds, t_length):
         np.testing.assert_array_equal(x[3 * j:3 * j + 3].numpy(), want)
     assert clips.video_of(0) == ("01", t_length - 1)
     assert clips.video_of(len(clips) - 1) == ("03", 3)
+
+
+def _counting(videos: list[FrameSource]) -> list[int]:
+    """Make each video count its reads (after it has read frame 0 for its size); returns the live list of counts."""
+    counts = [0] * len(videos)
+    for k, v in enumerate(videos):
+        v.frame_size
+        read = v.read
+
+        def counted(i: int, k: int = k, read=read) -> np.ndarray:
+            counts[k] += 1
+            return read(i)
+
+        v.read = counted
+    return counts
+
+
+def test_frame_cache_decodes_each_frame_once_and_changes_no_clip(ds):
+    """Three epochs in shuffled order read every frame once with the cache, once per clip without; the clips are identical."""
+    videos = list_videos(split_dir(ds, "testing"))
+    plain = ClipDataset(list_videos(split_dir(ds, "testing")), 3, (H, W), cache_mib=0)
+    cached = ClipDataset(videos, 3, (H, W))
+    counts = _counting(videos)
+    order = np.random.default_rng(0).permutation(np.tile(np.arange(len(cached)), 3))
+    for k in order:
+        torch.testing.assert_close(cached[int(k)], plain[int(k)], rtol=0, atol=0)
+    assert counts == [len(v) for v in videos]
+
+
+def test_frame_cache_stays_within_its_budget_and_reads_in_order_once(ds):
+    """A cache of one clip's frames holds no more than that, and clips read in order still decode each frame once."""
+    videos = list_videos(split_dir(ds, "testing"))
+    clips = ClipDataset(videos, 3, (H, W), cache_mib=clip_window_mib(3, (H, W)))
+    counts = _counting(videos)
+    for k in range(len(clips)):
+        clips[k]
+        assert len(clips._cache) <= 3 and clips._cached <= clips.cache_bytes
+    assert counts == [len(v) for v in videos]
+    for k in reversed(range(len(clips))):  # a budget smaller than the data: evicted frames are decoded again
+        clips[k]
+    assert sum(counts) > sum(len(v) for v in videos)
+    with pytest.raises(DataError, match="cache_mib must be >= 0"):
+        ClipDataset(videos, 3, (H, W), cache_mib=-1)
 
 
 def test_clip_dataset_rejects_short_video_and_is_picklable(ds):

@@ -88,6 +88,17 @@ def test_interrupted_training_resumes_to_the_same_weights(frames, tmp_path, monk
     assert manifest["resumed_from_epoch"] == 2
 
 
+def test_frame_cache_gives_the_same_weights(frames, tmp_path, monkeypatch):
+    """Training reads frames through the cache; without it the weights are the same to the bit."""
+    mcfg, tcfg = _cfgs(epochs=2)
+    ref, ref_items = load_checkpoint(tr.train(frames, mcfg, tcfg, tmp_path / "ref", progress=False))
+    monkeypatch.setattr(tr, "FRAME_CACHE_MIB", 0)
+    got, got_items = load_checkpoint(tr.train(frames, mcfg, tcfg, tmp_path / "nocache", progress=False))
+    torch.testing.assert_close(got_items, ref_items, rtol=0, atol=0)
+    for (k, a), b in zip(ref.state_dict().items(), got.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+
+
 def test_frame_reading_workers_give_the_same_weights(frames, tmp_path):
     mcfg, tcfg = _cfgs(epochs=2)
     ref, ref_items = load_checkpoint(tr.train(frames, mcfg, tcfg, tmp_path / "ref", progress=False))
