@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .config import ConfigError, Method, ModelConfig, TrainConfig, preset
-from .data import KNOWN_DATASETS, known_dataset, list_videos, load_frame, split_dir
+from .data import FRAME_CACHE_MIB, KNOWN_DATASETS, known_dataset, list_videos, load_frame, split_dir
 from .frames import FrameSource, open_source
 from .memory import init_items, update_from_features
 from .model import MNAD
@@ -154,11 +154,12 @@ def estimate(dataset: str | Path, preset_name: str = "paper", method: Method = "
              device: str = "cpu", repeats: int = 3) -> dict[str, Any]:
     """Estimated training and evaluation time of one variant on a dataset with a preset, from measured unit times.
 
-    Training: steps x (one measured step + reading its batch x t_length frames); evaluation: scored
-    frames x (one measured frame + reading its t_length frames). Frames are read in the training
-    loop itself, as with the default ``num_workers=0``; more workers hide reading behind the steps.
-    A dataset folder's own first training video is read; for published counts, JPEG frames of the
-    dataset's size.
+    Training: steps x one measured step, plus reading frames in the training loop itself (the
+    default ``num_workers=0``): each training frame once when the resized split fits in the frame
+    cache (:data:`mnadlib.data.FRAME_CACHE_MIB`), else batch x t_length frames a step, an upper
+    bound. Evaluation: scored frames x one measured frame, plus reading each test frame once.
+    More workers hide reading behind the steps. A dataset folder's own first training video is
+    read; for published counts, JPEG frames of the dataset's size.
     """
     if epochs < 0:
         raise ConfigError(f"epochs must be >= 0 (0: the preset's), got {epochs}")
@@ -175,13 +176,16 @@ def estimate(dataset: str | Path, preset_name: str = "paper", method: Method = "
     else:
         with tempfile.TemporaryDirectory() as tmp:
             read_s = read_seconds(_jpeg_frames(Path(tmp, "01"), counts["frame_size"]), p.train.size)
-    t = load["frames_read_per_clip"]
-    train_s = load["train_steps"] * (step_s + p.train.batch_size * t * read_s)
-    eval_s = load["test_frames_scored"] * (1.0 / eval_fps + t * read_s)
+    h, w = p.train.size
+    cached = counts["train_frames"] * h * w * 3 <= FRAME_CACHE_MIB * 2**20
+    train_reads = counts["train_frames"] if cached else load["train_steps"] * p.train.batch_size * load["frames_read_per_clip"]
+    train_s = load["train_steps"] * step_s + train_reads * read_s
+    eval_s = load["test_frames_scored"] / eval_fps + counts["test_frames"] * read_s
     return {
         "dataset": counts["dataset"], "preset": preset_name, "method": method, "epochs": epochs, "batch": p.train.batch_size,
         "size": list(p.train.size), "width": p.model.width, "device": str(dev), "threads": threads,
         "torch": torch.__version__, "frame_size": list(counts["frame_size"]), **load,
+        "train_split_cached": cached, "train_frames_read": train_reads,
         "measured": {"train_s_per_step": round(step_s, 4), "eval_frames_per_s": round(eval_fps, 2),
                      "read_s_per_frame": round(read_s, 5), **_memory_row(dev)},
         "estimate": {"train_s": round(train_s, 1), "train_hours": round(train_s / 3600, 2),

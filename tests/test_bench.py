@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mnadlib import cli
+from mnadlib import bench, cli
 from mnadlib.bench import dataset_counts, estimate, run, workload
 from mnadlib.config import ConfigError
 from mnadlib.synth import SynthPreset, generate
@@ -42,8 +42,9 @@ def test_estimate_multiplies_the_measured_unit_times(tmp_path: Path) -> None:
     m, e = rep["measured"], rep["estimate"]
     assert (rep["train_steps"], rep["test_frames_scored"], rep["batch"], rep["size"]) == (2 * (28 // 8), 18, 8, [64, 64])
     assert all(m[k] > 0 for k in ("train_s_per_step", "eval_frames_per_s", "read_s_per_frame"))
-    train_s = rep["train_steps"] * (m["train_s_per_step"] + 8 * 5 * m["read_s_per_frame"])
-    eval_s = rep["test_frames_scored"] * (1 / m["eval_frames_per_s"] + 5 * m["read_s_per_frame"])
+    assert rep["train_split_cached"] and rep["train_frames_read"] == 36  # the frame cache reads each frame once
+    train_s = rep["train_steps"] * m["train_s_per_step"] + 36 * m["read_s_per_frame"]
+    eval_s = rep["test_frames_scored"] / m["eval_frames_per_s"] + 26 * m["read_s_per_frame"]
     assert e["train_s"] == pytest.approx(train_s, rel=0.02, abs=0.2)  # the report rounds the unit times
     assert e["eval_pass_s"] == pytest.approx(eval_s, rel=0.02, abs=0.2)
     assert "not a measured run" in rep["note"]
@@ -60,7 +61,7 @@ def test_estimate_refuses_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unknown preset 'fast'" in capsys.readouterr().err
 
 
-def test_throughput_report_and_the_estimate_command(capsys: pytest.CaptureFixture[str]) -> None:
+def test_throughput_report_and_the_estimate_command(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     rep = run(sizes=[16], width=0.125, batch=2, threads=1, repeats=1)
     (row,) = rep["results"]
     assert row["size"] == 16 and row["train_batch"] == 2 and row["eval_frames_per_s"] > 0 and row["train_s_per_step"] > 0
@@ -68,3 +69,9 @@ def test_throughput_report_and_the_estimate_command(capsys: pytest.CaptureFixtur
                      "--repeats", "1"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert (out["dataset"], out["train_steps"], out["test_frames_scored"]) == ("avenue", (15328 - 64) // 8, 15324 - 84)
+    assert out["train_split_cached"] and out["train_frames_read"] == 15328  # 15328 frames of 64 x 64 fit in the cache
+    monkeypatch.setattr(bench, "FRAME_CACHE_MIB", 100)  # 15328 resized frames need 180 MiB: read per clip, an upper bound
+    assert cli.main(["bench", "--estimate", "avenue", "--preset", "cpu", "--epochs", "1", "--threads", "1",
+                     "--repeats", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert not out["train_split_cached"] and out["train_frames_read"] == out["train_steps"] * 8 * 5
