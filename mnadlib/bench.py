@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .config import ConfigError, Method, ModelConfig, TrainConfig, preset
-from .data import FRAME_CACHE_MIB, KNOWN_DATASETS, known_dataset, list_videos, load_frame, split_dir
+from .data import FRAME_CACHE_MIB, KNOWN_DATASETS, frames_mib, known_dataset, list_videos, load_frame, split_dir
 from .frames import FrameSource, open_source
 from .memory import init_items, update_from_features
 from .model import MNAD
@@ -176,8 +176,7 @@ def estimate(dataset: str | Path, preset_name: str = "paper", method: Method = "
     else:
         with tempfile.TemporaryDirectory() as tmp:
             read_s = read_seconds(_jpeg_frames(Path(tmp, "01"), counts["frame_size"]), p.train.size)
-    h, w = p.train.size
-    cached = counts["train_frames"] * h * w * 3 <= FRAME_CACHE_MIB * 2**20
+    cached = frames_mib(counts["train_frames"], p.train.size) <= FRAME_CACHE_MIB
     train_reads = counts["train_frames"] if cached else load["train_steps"] * p.train.batch_size * load["frames_read_per_clip"]
     train_s = load["train_steps"] * step_s + train_reads * read_s
     eval_s = load["test_frames_scored"] / eval_fps + counts["test_frames"] * read_s

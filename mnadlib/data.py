@@ -125,9 +125,9 @@ def to_model_space(img: np.ndarray) -> np.ndarray:
     return (img.astype(np.float32) / 127.5) - 1.0
 
 
-def clip_window_mib(t_length: int, size: tuple[int, int]) -> float:
-    """Cache size (MiB) that holds one clip's resized frames: enough for clips read in order, each frame decoded once."""
-    return t_length * size[0] * size[1] * 3 / 2**20
+def frames_mib(n_frames: int, size: tuple[int, int]) -> float:
+    """MiB that ``n_frames`` resized (H, W, 3) uint8 frames take in the frame cache; one clip's (t_length) suffice to read clips in order."""
+    return n_frames * size[0] * size[1] * 3 / 2**20
 
 
 def load_frame(source: FrameSource, i: int, size: tuple[int, int]) -> np.ndarray:

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from . import scoring
 from .config import EvalConfig, to_dict
-from .data import ClipDataset, DataError, FrameSource, clip_window_mib
+from .data import ClipDataset, DataError, FrameSource, frames_mib
 from .memory import update_from_features
 from .model import MNAD
 
@@ -138,8 +138,7 @@ def iter_frames(
     """Score every frame of ``videos`` in order, updating the memory between frames as the authors do."""
     device = next(model.parameters()).device
     model.eval()
-    dataset = ClipDataset(videos, model.cfg.t_length, cfg.size,
-                          cache_mib=0 if cfg.num_workers else clip_window_mib(model.cfg.t_length, cfg.size))
+    dataset = ClipDataset(videos, model.cfg.t_length, cfg.size, cache_mib=frames_mib(model.cfg.t_length, cfg.size))
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
     initial = None if items is None else items.to(device)
     items = initial
@@ -234,7 +233,7 @@ def zero_motion_baseline(
         raise ValueError(f"the zero-motion baseline needs t_length >= 2 (a frame before the target), got {t_length}")
     if labels is not None:
         check_labels(videos, labels)
-    dataset = ClipDataset(videos, t_length, size, cache_mib=clip_window_mib(t_length, size))
+    dataset = ClipDataset(videos, t_length, size, cache_mib=frames_mib(t_length, size))
     per: dict[str, VideoScores] = {v.name: VideoScores() for v in videos}
     window = max(size) // 8
     k = 0

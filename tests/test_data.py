@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mnadlib.data import (
-    ClipDataset, KNOWN_DATASETS, clip_window_mib, known_dataset, list_videos, load_frame, load_labels, load_masks, split_dir,
+    ClipDataset, KNOWN_DATASETS, frames_mib, known_dataset, list_videos, load_frame, load_labels, load_masks, split_dir,
     split_labels, validate_layout, validate_video,
 )
 from mnadlib.frames import DataError, FrameSource, extract_frames, frames_to_video, natural_key, open_source
@@ -197,7 +197,7 @@ def test_frame_cache_decodes_each_frame_once_and_changes_no_clip(ds):
 def test_frame_cache_stays_within_its_budget_and_reads_in_order_once(ds):
     """A cache of one clip's frames holds no more than that, and clips read in order still decode each frame once."""
     videos = list_videos(split_dir(ds, "testing"))
-    clips = ClipDataset(videos, 3, (H, W), cache_mib=clip_window_mib(3, (H, W)))
+    clips = ClipDataset(videos, 3, (H, W), cache_mib=frames_mib(3, (H, W)))
     counts = _counting(videos)
     for k in range(len(clips)):
         clips[k]
