@@ -39,11 +39,17 @@ def mse_per_frame(output: Tensor, target: Tensor) -> Tensor:
     return squared_error(output, target).flatten(1).mean(dim=1)
 
 
+MSE_FLOOR = 1e-12  # MSE of identical frames, so their PSNR stays finite (120 dB); 8-bit frames up to 1080p that differ are above it
+
+
 def psnr(mse: float) -> float:
-    """PSNR in dB of an image pair with the given MSE (peak 1), computed with Python's math as the authors do."""
-    if mse <= 0:
-        return math.inf
-    return 10 * math.log10(1 / mse)
+    """PSNR in dB of an image pair with the given MSE (peak 1), computed with Python's math as the authors do.
+
+    Identical frames (a repeated frame of real footage, copied by the zero-motion baseline) score
+    120 dB instead of infinity, which would turn every min-max and running-max score of their video
+    into NaN; the authors' code raises ZeroDivisionError there.
+    """
+    return 10 * math.log10(1 / max(mse, MSE_FLOOR))
 
 
 SSIM_WINDOW = 7  # skimage's default window, as the localization's SSIM map uses

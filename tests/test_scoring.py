@@ -113,6 +113,25 @@ def test_zero_motion_baseline_scores_the_jump_and_aligns_with_the_model_frames(t
         zero_motion_baseline(videos, 5, (32, 32), {"01": labels["01"]})
 
 
+def test_repeated_frames_keep_every_score_finite(tmp_path: Path) -> None:
+    """Real footage repeats frames (frame-rate conversion): copying one gives MSE 0, which must not become NaN."""
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "01"
+    folder.mkdir()
+    frames = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(5)]
+    for t in range(10):
+        cv2.imwrite(str(folder / f"{t:03d}.png"), frames[t // 2])  # every frame shown twice
+    labels = {"01": np.array([0] * 8 + [1] * 2)}
+    res = zero_motion_baseline(list_videos(tmp_path), 5, (32, 32), labels)
+    psnr = np.asarray(res.videos["01"].psnr)
+    assert psnr.max() == pytest.approx(120.0) and psnr.min() < 20  # repeats score 120 dB, changes far less
+    assert np.isfinite(res.videos["01"].score).all() and res.auc is not None
+    for error, norm in (("frame", "video"), ("frame", "running"), ("ssim", "running"), ("patch", "video")):
+        scores, auc, _ = rescore(res, 1.0, error=error, norm=norm)
+        assert np.isfinite(scores["01"]).all() and auc is not None and 0 <= auc <= 1, (error, norm)
+    assert scoring.psnr(0.0) == pytest.approx(120.0) and scoring.psnr(2.5e-12) < 120
+
+
 def test_mean_psnr_and_prediction_quality_split_normal_from_anomalous_frames() -> None:
     """Means over the labelled frames only, the gap normal minus anomalous, and no number without labels."""
     model = EvalResult({"01": VideoScores(frames=[4, 5, 6], psnr=[30.0, 32.0, 24.0], label=[0, 0, 1]),
