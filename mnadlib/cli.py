@@ -21,7 +21,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     """Generate the synthetic dataset."""
     from .synth import generate
 
-    out = generate(args.out, preset=args.preset, seed=args.seed, progress=not args.quiet)
+    out = generate(args.out, preset=args.preset, seed=args.seed, overwrite=args.overwrite, progress=not args.quiet)
     print(f"wrote {out} and {Path(args.out) / f'frame_labels_{out.name}.npy'}")
     return 0
 
@@ -71,11 +71,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
     from .train import resolve_device
 
+    from .checkpoint import read_checkpoint
+
+    if args.out and Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out} is a folder; give the result's file name, e.g. {Path(args.out) / 'result.json'}")
     model, items = _load_model(args)
+    trained = read_checkpoint(args.checkpoint).get("train_config", {}).get("size") if args.checkpoint else None
+    size = validate_size(args.size if args.size is not None else trained or (256, 256))
     if args.t_length is not None and model.cfg.method == "pred" and args.t_length != model.cfg.t_length:
         raise ConfigError(f"--t-length {args.t_length} does not match the checkpoint's t_length {model.cfg.t_length}")
     alpha = args.alpha if args.alpha is not None else (0.6 if model.cfg.method == "pred" else 0.7)
-    cfg = EvalConfig(alpha=alpha, th=args.th, size=validate_size(args.size), test_time_update=not args.no_update,
+    cfg = EvalConfig(alpha=alpha, th=args.th, size=size, test_time_update=not args.no_update,
                      reset_memory_per_video=args.reset_memory, batch_size=args.batch_size, device=args.device)
     device = resolve_device(cfg.device)
     model.to(device)
@@ -129,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="root folder; writes OUT/synthped and OUT/frame_labels_synthped.npy")
     s.add_argument("--preset", default="small", help="small (CI, demos) or full (Ped2 counts and size)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--overwrite", action="store_true", help="replace an existing OUT/synthped")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_synth)
 
@@ -164,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--t-length", type=int)
     e.add_argument("--alpha", type=float, help="default 0.6 (pred) / 0.7 (recon)")
     e.add_argument("--th", type=float, default=0.01, help="test-time update threshold on the point score")
-    e.add_argument("--size", nargs=2, default=["256", "256"], metavar=("H", "W"))
+    e.add_argument("--size", nargs=2, metavar=("H", "W"),
+                   help="model input size; default: the size --checkpoint was trained at, else 256 256 (the paper's)")
     e.add_argument("--no-update", action="store_true", help="disable the test-time memory update")
     e.add_argument("--reset-memory", action="store_true", help="deviation: reset memory at each video")
     e.add_argument("--batch-size", type=int, default=1, help=">1 only with --no-update (fast path)")

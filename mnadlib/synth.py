@@ -33,6 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .actors import Pen, Point, draw, gait_step, palette
+from .config import ConfigError
 
 ANOMALY_KINDS = ("cyclist", "skateboarder", "cart", "runner", "lawn_walker")
 BOX_FORMAT = "[x0, y0, x1, y1] in frame pixels, x1 and y1 exclusive"
@@ -90,7 +91,7 @@ def get_preset(preset: str | SynthPreset) -> SynthPreset:
     if isinstance(preset, SynthPreset):
         return preset
     if preset not in PRESETS:
-        raise ValueError(f"unknown synthped preset {preset!r}; choose one of {sorted(PRESETS)}")
+        raise ConfigError(f"unknown synthped preset {preset!r}; choose one of {sorted(PRESETS)}")
     return dataclasses.replace(PRESETS[preset])
 
 
@@ -384,7 +385,7 @@ def write_dataset(out_root: str | Path, name: str, write: Callable[[Path], list[
     root = Path(out_root)
     target = root / name
     if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
-        raise FileExistsError(f"{target} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
+        raise FileExistsError(f"{target} exists and is not empty; pass overwrite=True (--overwrite on the command line) to replace it")
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=root))  # same filesystem: atomic renames
     try:

@@ -26,8 +26,8 @@ from tqdm import tqdm
 
 from . import __version__
 from .checkpoint import CheckpointError, atomic_write_json, read_checkpoint, save_checkpoint
-from .config import ModelConfig, TrainConfig, to_dict
-from .data import FRAME_CACHE_MIB, ClipDataset, list_videos
+from .config import ConfigError, ModelConfig, TrainConfig, to_dict
+from .data import FRAME_CACHE_MIB, ClipDataset, DataError, list_videos
 from .memory import init_items
 from .model import MNAD
 
@@ -46,15 +46,31 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then MPS, then CPU; anything else is passed to torch.device."""
+    """``auto`` picks CUDA, then MPS, then CPU; ``cpu``, ``cuda[:N]`` or ``mps`` must exist here (ConfigError otherwise)."""
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(device)
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "this torch is a CPU-only build" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ConfigError(f"device {device!r} asked for, but {build}; use device cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) are visible")
+    elif dev.type == "mps" and not _mps_available():
+        raise ConfigError(f"device {device!r} asked for, but MPS is not available here; use device cpu or auto")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device {device!r} is not supported; use auto, cpu, cuda, cuda:N or mps")
+    return dev
 
 
 @dataclass
@@ -143,7 +159,8 @@ def train(
     dataset = ClipDataset(list_videos(data), model_cfg.t_length, train_cfg.size,
                           cache_mib=0 if train_cfg.num_workers else FRAME_CACHE_MIB)
     if len(dataset) < train_cfg.batch_size:
-        raise ValueError(f"{data} yields {len(dataset)} clips, fewer than one batch of {train_cfg.batch_size}")
+        raise DataError(f"{data} yields {len(dataset)} clips, fewer than one batch of {train_cfg.batch_size}; "
+                        "use a smaller batch size or more training frames")
     loader = DataLoader(
         dataset, batch_size=train_cfg.batch_size, shuffle=True, drop_last=True,
         num_workers=train_cfg.num_workers, generator=generator,

@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mnadlib import actors, synth
+from mnadlib import actors, cli, synth
+from mnadlib.config import ConfigError
 from mnadlib.synth import ANOMALY_KINDS, PRESETS, SynthPreset
 
 TINY = SynthPreset(size=(48, 72), train_lengths=(12, 14), test_lengths=(30, 30, 30), crowd=(1, 3))
@@ -71,9 +72,22 @@ def test_presets_match_ped2_counts() -> None:
 
 
 def test_unknown_preset_lists_the_valid_ones(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"'huge'.*\['full', 'small'\]"):
+    with pytest.raises(ConfigError, match=r"'huge'.*\['full', 'small'\]"):
         synth.generate(tmp_path, "huge")
     assert not any(tmp_path.iterdir())
+
+
+def test_cli_synth_refuses_bad_input_in_one_line_and_overwrites_when_asked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["synth", "--out", str(tmp_path), "--preset", "huge", "--quiet"]) == 2
+    assert "unknown synthped preset 'huge'" in capsys.readouterr().err
+    (tmp_path / "synthped").mkdir()
+    (tmp_path / "synthped" / "mine.txt").write_text("keep")
+    assert cli.main(["synth", "--out", str(tmp_path), "--quiet"]) == 2
+    assert "--overwrite" in capsys.readouterr().err and (tmp_path / "synthped" / "mine.txt").read_text() == "keep"
+    seen = {}
+    monkeypatch.setattr(synth, "generate", lambda out, **kw: seen.update(kw) or Path(out) / "synthped")
+    assert cli.main(["synth", "--out", str(tmp_path), "--overwrite", "--quiet"]) == 0 and seen["overwrite"] is True
 
 
 def test_layout_and_counts(small: Path) -> None:

@@ -15,6 +15,7 @@ import torch
 import mnadlib.train as tr
 from mnadlib.checkpoint import CheckpointError, load_checkpoint
 from mnadlib.config import ConfigError, ModelConfig, TrainConfig
+from mnadlib.data import DataError
 
 
 @pytest.fixture()
@@ -151,9 +152,10 @@ def test_cli_train_then_evaluate(frames, tmp_path):
     np.save(labels, np.array([[0] * 5 + [1] * 5]))
     out = tmp_path / "res.json"
     r = _cli("evaluate", "--data", str(frames.parents[1]), "--labels", str(labels), "--checkpoint", str(run / "model.pt"),
-             "--size", "32", "32", "--out", str(out), "--quiet")
+             "--out", str(out), "--quiet")  # no --size: the checkpoint's 32 x 32
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())
+    assert res["config"]["size"] == [32, 32]
     assert len(res["videos"]["01"]["score"]) == 6 and res["videos"]["01"]["label"] == [0, 1, 1, 1, 1, 1]
     assert len(res["videos"]["01"]["ssim_db"]) == 6 and all(0 < v < 100 for v in res["videos"]["01"]["ssim_db"])
     assert 0 <= res["auc"] <= 1
@@ -164,14 +166,32 @@ def test_cli_train_then_evaluate(frames, tmp_path):
     (["--size", "30", "32"], "multiples of 8"),
     (["--labels", "WRONG"], "labels"),
     (["--checkpoint", "missing.pt"], "not found"),
+    (["--out", "DIR"], "is a folder"),
+    (["--device", "gpu7"], "unknown device"),
+    pytest.param(["--device", "cuda"], "asked for", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here")),
 ])
 def test_cli_evaluate_bad_input(frames, tmp_path, args, message):
     run = tmp_path / "run"
     tr.train(frames, *_cfgs(epochs=1), run, progress=False)
     wrong = tmp_path / "wrong.npy"
     np.save(wrong, np.zeros((1, 7)))
-    args = [str(wrong) if a == "WRONG" else str(tmp_path / a) if a.endswith(".pt") else a for a in args]
+    args = [str(wrong) if a == "WRONG" else str(tmp_path) if a == "DIR" else str(tmp_path / a) if a.endswith(".pt") else a
+            for a in args]
     base = ["evaluate", "--data", str(frames), "--checkpoint", str(run / "model.pt"), "--size", "32", "32", "--quiet"]
     r = _cli(*base, *args)
     assert r.returncode == 2 and message in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_bad_devices_and_a_batch_larger_than_the_data_are_clear_errors(frames, tmp_path):
+    assert tr.resolve_device("cpu") == torch.device("cpu") and tr.resolve_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(ConfigError, match="unknown device"):
+        tr.resolve_device("gpu7")
+    with pytest.raises(ConfigError, match="not supported"):
+        tr.resolve_device("meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="use device cpu or auto"):
+            tr.resolve_device("cuda:0")
+    model_cfg, train_cfg = _cfgs(epochs=1)
+    with pytest.raises(DataError, match="fewer than one batch of 64; use a smaller batch size"):
+        tr.train(frames, model_cfg, dataclasses.replace(train_cfg, batch_size=64), tmp_path / "run", progress=False)
