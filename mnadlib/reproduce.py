@@ -80,6 +80,14 @@ def _source(name: str) -> Path:
     return path
 
 
+PARAM_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str}
+
+
+def _is_type(value: Any, type_name: str) -> bool:
+    """Whether a -p value (parsed as YAML) suits a parameter declared ``name: type_name``; bools are not numbers."""
+    return isinstance(value, PARAM_TYPES[type_name]) and (type_name == "bool" or not isinstance(value, bool))
+
+
 def plan(dataset: str, data_root: Path | None, out: Path, user: Mapping[str, Any], smoke: bool,
          variants: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
     """(executed notebook name, source notebook, parameters) for every step of the pipeline."""
@@ -103,6 +111,11 @@ def plan(dataset: str, data_root: Path | None, out: Path, user: Mapping[str, Any
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown}; the notebooks take: "
                          + "; ".join(f"{n}: {', '.join(p)}" for n, p in declared.items()))
+    wanted = {k: t for p in declared.values() for k, t in p.items()}
+    wrong = [f"{k} must be {wanted[k]}, got {type(v).__name__} {v!r}" for k, v in user.items()
+             if wanted[k] in PARAM_TYPES and not _is_type(v, wanted[k])]
+    if wrong:
+        raise ValueError("bad parameter(s): " + "; ".join(wrong))
     return [(run, src, {k: v for k, v in {**common, **defaults, **user, **fixed}.items() if k in declared[src]})
             for run, src, fixed in steps]
 
@@ -262,6 +275,11 @@ def _new_run(args: argparse.Namespace, argv: Sequence[str] | None) -> tuple[Path
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
         raise ValueError(f"unknown variant(s) {bad}; choose from {list(VARIANTS)}")
+    if user.get("method", "pred") not in ("pred", "recon"):
+        raise ValueError(f"-p method must be pred or recon, got {user['method']!r}")
+    if user.get("footage") and args.dataset == "synthped":
+        raise ValueError("synthped is generated, not injected: give the footage a dataset name of its own, "
+                         "e.g. --dataset mycam -p footage VIDEO")
     if f"{user.get('method', 'pred')}_mem" not in variants:
         raise ValueError(f"--variants must include {user.get('method', 'pred')}_mem, the main model 03 evaluates")
     if not args.dataset or Path(args.dataset).name != args.dataset or args.dataset in (".", ".."):

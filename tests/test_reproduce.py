@@ -155,6 +155,11 @@ def test_run_folder_on_a_file_system_without_locks_warns_and_goes_on(tmp_path: P
 
 @pytest.mark.parametrize("args, message", [
     (["-p", "epoch", "3"], "unknown parameter(s) ['epoch']"),
+    (["-p", "epochs", "abc"], "epochs must be int, got str 'abc'"),
+    (["-p", "use_memory", "1"], "use_memory must be bool, got int 1"),
+    (["-p", "width", "true"], "width must be float, got bool True"),
+    (["-p", "method", "foo"], "method must be pred or recon"),
+    (["-p", "footage", "/no/such/video.mp4"], "synthped is generated, not injected"),
     (["--dataset", "ped2"], "needs --data-root"),
     (["--dataset", "../ped2", "--data-root", "."], "must be a folder name"),
     (["--dataset", "mycam", "-p", "footage", "/no/such/video.mp4"], "does not exist"),
