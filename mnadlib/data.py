@@ -71,7 +71,7 @@ def list_videos(path: str | os.PathLike) -> list[FrameSource]:
     """
     path = Path(path)
     if not path.exists():
-        raise DataError(f"video folder {path} does not exist; check the dataset path")
+        raise DataError(f"{path} does not exist; check the path of the video, video folder or dataset")
     if path.is_file():
         return [open_source(path)]
     entries = [p for p in path.iterdir() if not p.name.startswith(".")]

@@ -406,6 +406,8 @@ def fit_on_frames(source: str | Path | FrameSource, start: int, end: int, out_di
     ``mnadlib.train`` (``preset_name`` settings, ``cpu`` by default); the last ``holdout`` of the
     stretch is left out of training and returned to calibrate thresholds on unseen normal frames.
     """
+    if epochs is not None and epochs < 1:
+        raise LocalizeError(f"--fit-epochs must be at least 1, got {epochs}; leave it out for the preset's")
     src = as_source(source)
     if end > len(src):
         raise LocalizeError(f"--fit-frames {start}:{end} goes past the end of {src.path} ({len(src)} frames)")
@@ -413,7 +415,7 @@ def fit_on_frames(source: str | Path | FrameSource, start: int, end: int, out_di
         raise LocalizeError(f"holdout must be in [0, 1), got {holdout}")
     p = preset(preset_name)
     p.train.size = _size(size) if size is not None else p.train.size
-    p.train.epochs = epochs or p.train.epochs
+    p.train.epochs = p.train.epochs if epochs is None else epochs
     p.train.seed = seed
     cut = end - int(round(holdout * (end - start)))
     if cut - start < p.model.t_length + p.train.batch_size or end - cut < (p.model.t_length if holdout else 0):
