@@ -5,8 +5,8 @@ by several points with where the anomalies happen to walk (near the camera or fa
 this generates synthped, trains pred + memory with the ``cpu`` preset (data and weights seeded
 alike), and measures the paper's protocol, the ablation rows on that model, the frame AUC per
 anomaly kind and per visible anomaly size, and the default localization mode; then prints every
-row's mean and standard deviation over the seeds. A benchmark, not a test: about a minute per
-seed on 2 CPU cores.
+row's mean and standard deviation over the seeds. A benchmark, not a test: about 8 minutes per
+seed on one thread of a 2-core machine (24 epochs), so two seeds run side by side.
 
 ``--footage VIDEO`` does the same on real footage: per seed, ``mnadlib.inject`` pastes another
 set of anomalies into the video's test part, and the model is trained on its normal first part.
