@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.video or not args.out or bool(args.checkpoint) == bool(args.fit_frames):
         raise LocalizeError("give --video FILE_OR_FOLDER --out DIR and exactly one of --checkpoint CKPT "
                             "or --fit-frames START:END")
+    gif_frames = parse_range(args.gif_frames) if args.gif_frames else None  # before the long run, not after it
     source = open_source(args.video)
     masks = load_masks(args.masks, source) if args.masks else None
     normal = None
@@ -72,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
     if assumed:
         print(f"note: calibrated on frames 0:{len(normal)} of the video, assumed normal; choose normal footage with "
               "--normal or --normal-frames", file=sys.stderr)
-    gif_frames = parse_range(args.gif_frames) if args.gif_frames else None
     paths = write_outputs(res, source, args.out, masks=masks, gif_every=args.gif_every, gif_height=args.gif_height,
                           gif_frames=gif_frames, progress=not args.quiet)
     segs = res.segments()

@@ -203,6 +203,7 @@ def test_cli_bad_input_exits_2_with_one_line(data, ckpt, tmp_path, capsys):
         "masks": ["--video", str(test / "01"), *common, "--masks", str(wrong_masks)],
         "must be in": ["--video", str(test / "01"), *common, "--map", "ssim", "--threshold", "5"],
         "does not exist": ["--video", str(tmp_path / "missing.mp4"), *common],
+        "0 <= START < END, got '5:2'": ["--video", str(tmp_path / "missing.mp4"), *common, "--gif-frames", "5:2"],
         "--fit-epochs must be at least 1": ["--video", str(test / "01"), "--fit-frames", "0:10", "--fit-epochs", "0",
                                             "--out", str(tmp_path / "o")],
     }
