@@ -197,10 +197,18 @@ def save_checkpoint(path: str | Path, model: MNAD, items: torch.Tensor | None, *
     return atomic_torch_save(payload, path)
 
 
+def _new_file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file under the current umask (mkstemp's files are 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
     """Call ``write`` on a temporary file beside ``path``, fsync it and rename it over ``path``.
 
     A reader sees the old file or the new one, never half of one, whenever the writer is stopped.
+    The file gets the permissions of an ordinarily written one, so others can read a shared checkpoint.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,6 +218,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

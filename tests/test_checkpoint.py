@@ -65,6 +65,16 @@ def test_roundtrip_and_atomic_write(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
 
 
+def test_atomic_writes_get_an_ordinary_files_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        (tmp_path / "plain.json").write_text("{}")
+        written = ck.atomic_write_json({}, tmp_path / "atomic.json")
+    finally:
+        os.umask(old)
+    assert (written.stat().st_mode & 0o777) == ((tmp_path / "plain.json").stat().st_mode & 0o777) == 0o644
+
+
 @pytest.mark.parametrize("damage", ["empty", "truncated", "garbage", "truncated_gzip"])
 def test_damaged_files_give_clear_errors(tmp_path, damage):
     cfg = ModelConfig(width=0.125)
