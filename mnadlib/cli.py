@@ -67,11 +67,10 @@ def _load_model(args: argparse.Namespace):
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate with the authors' protocol and write the JSON result."""
+    from .checkpoint import read_checkpoint
     from .data import list_videos, load_labels, split_dir
     from .evaluate import evaluate
     from .train import resolve_device
-
-    from .checkpoint import read_checkpoint
 
     if args.out and Path(args.out).is_dir():
         raise ConfigError(f"--out {args.out} is a folder; give the result's file name, e.g. {Path(args.out) / 'result.json'}")

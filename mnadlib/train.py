@@ -47,6 +47,7 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def _mps_available() -> bool:
+    """Whether this torch build has Apple's MPS backend and it can run here."""
     return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
