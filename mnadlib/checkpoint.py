@@ -18,6 +18,7 @@ import pickle
 import tempfile
 import types
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -249,8 +250,28 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def load_checkpoint(path: str | Path, method: str | None = None) -> tuple[MNAD, torch.Tensor | None]:
-    """Load our checkpoint: the model (in eval mode) and its memory items."""
+@dataclass(frozen=True)
+class Checkpoint:
+    """Our checkpoint, read once: the model (in eval mode), its memory items and the raw payload."""
+
+    model: MNAD
+    items: torch.Tensor | None
+    payload: dict[str, Any]
+
+    @property
+    def train_size(self) -> tuple[int, int] | None:
+        """The (H, W) the model was trained at, or None when the checkpoint does not record it."""
+        size = self.payload.get("train_config", {}).get("size")
+        return (int(size[0]), int(size[1])) if size else None
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """Per-epoch training losses, as training recorded them (empty for a converted checkpoint)."""
+        return list(self.payload.get("history", []))
+
+
+def open_checkpoint(path: str | Path, method: str | None = None) -> Checkpoint:
+    """Read our checkpoint once; ``method`` ("pred" / "recon"), when given, must match the model's."""
     payload = read_checkpoint(path)
     cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["model_config"].items()})
     if method is not None and cfg.method != method:
@@ -259,7 +280,13 @@ def load_checkpoint(path: str | Path, method: str | None = None) -> tuple[MNAD, 
     items = payload.get("memory")
     if cfg.use_memory:
         items = check_items(items, cfg, str(path))
-    return model, items
+    return Checkpoint(model, items, payload)
+
+
+def load_checkpoint(path: str | Path, method: str | None = None) -> tuple[MNAD, torch.Tensor | None]:
+    """Load our checkpoint: the model (in eval mode) and its memory items."""
+    ckpt = open_checkpoint(path, method)
+    return ckpt.model, ckpt.items
 
 
 def convert(model_path: str | Path, keys_path: str | Path, out: str | Path, method: str | None = None) -> Path:

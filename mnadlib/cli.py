@@ -55,27 +55,26 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load_model(args: argparse.Namespace):
-    """Our checkpoint or the authors' pickles, per the flags."""
-    from .checkpoint import load_checkpoint, load_original
+    """Our checkpoint or the authors' pickles, per the flags: model, items, training (H, W) or None."""
+    from .checkpoint import load_original, open_checkpoint
 
     if args.checkpoint:
-        return load_checkpoint(args.checkpoint, args.method)
+        ckpt = open_checkpoint(args.checkpoint, args.method)
+        return ckpt.model, ckpt.items, ckpt.train_size
     if args.original_model and args.original_keys:
-        return load_original(args.original_model, args.original_keys, args.method)
+        return *load_original(args.original_model, args.original_keys, args.method), None
     raise ConfigError("give --checkpoint CKPT, or both --original-model model.pth and --original-keys keys.pt")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate with the authors' protocol and write the JSON result."""
-    from .checkpoint import read_checkpoint
     from .data import list_videos, load_labels, split_dir
     from .evaluate import evaluate
     from .train import resolve_device
 
     if args.out and Path(args.out).is_dir():
         raise ConfigError(f"--out {args.out} is a folder; give the result's file name, e.g. {Path(args.out) / 'result.json'}")
-    model, items = _load_model(args)
-    trained = read_checkpoint(args.checkpoint).get("train_config", {}).get("size") if args.checkpoint else None
+    model, items, trained = _load_model(args)
     size = validate_size(args.size if args.size is not None else trained or (256, 256))
     if args.t_length is not None and model.cfg.method == "pred" and args.t_length != model.cfg.t_length:
         raise ConfigError(f"--t-length {args.t_length} does not match the checkpoint's t_length {model.cfg.t_length}")

@@ -33,7 +33,7 @@ from skimage.filters import threshold_otsu
 from tqdm import tqdm
 
 from . import scoring
-from .checkpoint import load_checkpoint, read_checkpoint
+from .checkpoint import open_checkpoint
 from .config import ConfigError, EvalConfig, preset, validate_size
 from .frames import DataError, FrameSource, VideoFile, open_source
 from .evaluate import iter_frames
@@ -157,9 +157,8 @@ def parse_threshold(text: str) -> float | str:
 def load_model(checkpoint: str | Path,
                size: tuple[int, int] | None = None) -> tuple[MNAD, torch.Tensor | None, tuple[int, int]]:
     """Our checkpoint and the (H, W) it was trained at; a different ``size`` is refused."""
-    model, items = load_checkpoint(checkpoint)
-    trained = read_checkpoint(checkpoint).get("train_config", {}).get("size")
-    trained = tuple(int(v) for v in trained) if trained else None
+    ckpt = open_checkpoint(checkpoint)
+    trained = ckpt.train_size
     size = _size(size) if size is not None else None
     if trained and size and size != trained:
         raise LocalizeError(f"{checkpoint} was trained at {trained[0]}x{trained[1]} (H x W) but size "
@@ -167,7 +166,7 @@ def load_model(checkpoint: str | Path,
     chosen = size or trained
     if chosen is None:
         raise LocalizeError(f"{checkpoint} does not record its training size; pass --size H W")
-    return model, items, chosen
+    return ckpt.model, ckpt.items, chosen
 
 
 def _u8(x: torch.Tensor) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import synth
-from .checkpoint import load_checkpoint, load_original, read_checkpoint
+from .checkpoint import load_original, open_checkpoint
 from .config import EvalConfig, scratch_dir, validate_size
 from .data import KNOWN_DATASETS, DataError, FrameSource, known_dataset, list_videos, load_labels, load_masks, split_dir
 from .evaluate import EvalResult, FrameStep, iter_frames
@@ -285,10 +285,9 @@ def load_model(checkpoint: str | Path | None, method: str, original_model: str =
         return Loaded(model.to(device), items, size, f"{original_model} + {original_keys}", [])
     if checkpoint is None:
         raise ValueError("give a checkpoint, or original_model and original_keys")
-    model, items = load_checkpoint(checkpoint, method)
-    payload = read_checkpoint(checkpoint)
-    size = validate_size(payload.get("train_config", {}).get("size", (256, 256)))
-    return Loaded(model.to(device), items, size, str(checkpoint), list(payload.get("history", [])))
+    ckpt = open_checkpoint(checkpoint, method)
+    size = validate_size(ckpt.train_size or (256, 256))
+    return Loaded(ckpt.model.to(device), ckpt.items, size, str(checkpoint), ckpt.history)
 
 
 def eval_config(alpha: float, size: tuple[int, int], update: bool = True, device: str = "auto", th: float = 0.01) -> EvalConfig:

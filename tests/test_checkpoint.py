@@ -65,6 +65,25 @@ def test_roundtrip_and_atomic_write(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
 
 
+def test_open_checkpoint_reads_the_file_once(tmp_path, monkeypatch):
+    cfg = ModelConfig(width=0.125)
+    items = init_items(cfg.msize, cfg.fdim, torch.Generator().manual_seed(0))
+    history = [{"epoch": 1, "loss": 0.5}]
+    path = ck.save_checkpoint(tmp_path / "m.pt", MNAD(cfg).eval(), items, train_config={"size": [48, 64]},
+                              history=history)
+    reads = []
+    real = ck._torch_load
+    monkeypatch.setattr(ck, "_torch_load", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    got = ck.open_checkpoint(path, "pred")
+    assert reads == [path]
+    assert got.train_size == (48, 64) and got.history == history
+    torch.testing.assert_close(got.items, items, atol=0, rtol=0)
+    with pytest.raises(ck.CheckpointError, match="pass --method pred"):
+        ck.open_checkpoint(path, "recon")
+    bare = ck.save_checkpoint(tmp_path / "bare.pt", MNAD(cfg).eval(), items)
+    assert ck.open_checkpoint(bare).train_size is None and ck.open_checkpoint(bare).history == []
+
+
 def test_atomic_writes_get_an_ordinary_files_permissions(tmp_path):
     old = os.umask(0o022)
     try:
