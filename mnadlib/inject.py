@@ -66,16 +66,25 @@ def _read_all(source: FrameSource, width: int) -> np.ndarray:
     return np.stack(frames)
 
 
+UNCHANGED_MAD = 0.5  # mean absolute grey-level difference under which two frames count as the same picture
+
+
 def typical_motion(frames: np.ndarray, step: int = 2) -> tuple[float, np.ndarray]:
     """(median flow magnitude of moving pixels in px/frame, rows weighted by how much moves there).
 
     Farneback optical flow between frame pairs ``step`` apart; a pixel moves when its flow exceeds
-    0.5 px per frame. The row weights say where in the picture people walk.
+    0.5 px per frame. The row weights say where in the picture people walk. A pair that shows the
+    same picture twice (a frozen camera, a frame-rate conversion that repeats frames) is replaced by
+    the next pair that changes, so such footage is measured by the frames in which it moves.
     """
     gray = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
+    changed = [float(np.abs(a.astype(np.int16) - b).mean()) >= UNCHANGED_MAD for a, b in zip(gray, gray[1:])]
     mags, rows = [], np.zeros(frames.shape[1])
     for i in range(0, len(gray) - 1, step):
-        flow = cv2.calcOpticalFlowFarneback(gray[i], gray[i + 1], None, 0.5, 3, 15, 3, 5, 1.2, 0)
+        j = next((k for k in range(i, min(i + step, len(changed))) if changed[k]), None)
+        if j is None:
+            continue
+        flow = cv2.calcOpticalFlowFarneback(gray[j], gray[j + 1], None, 0.5, 3, 15, 3, 5, 1.2, 0)
         mag = np.linalg.norm(flow, axis=-1)
         moving = mag > 0.5
         mags.append(mag[moving])

@@ -105,6 +105,14 @@ def test_typical_motion_measures_the_walking_speed(footage: Path) -> None:
     assert 0.9 < speed < 2.2 and rows.shape == (H,) and rows[:25].sum() < 0.05  # nobody walks up there
 
 
+def test_typical_motion_skips_repeated_frames(footage: Path) -> None:
+    frames = np.stack([cv2.imread(str(p)) for p in sorted(footage.glob("*.png"))[:40]])
+    doubled = np.repeat(frames, 2, axis=0)  # every frame shown twice: pairs (0, 1), (2, 3), ... never move
+    speed, rows = typical_motion(frames)
+    speed2, rows2 = typical_motion(doubled)
+    assert abs(speed2 - speed) < 0.1 * speed and np.abs(rows2 - rows).sum() < 0.2
+
+
 def test_prepare_dataset_injects_footage_once_per_source_and_seed(tmp_path: Path, walking_footage) -> None:
     video = walking_footage(tmp_path / "in" / "cam", n=330)  # the default settings need 4 clips of 80 frames
     ann = tmp_path / "data" / "cam" / "testing" / "annotations.json"
