@@ -45,7 +45,26 @@ RUN_OPTIONS = ("name", "runs_dir", "config", "param", "smoke", "dataset", "data_
 
 
 class PipelineError(RuntimeError):
-    """A notebook of the pipeline failed; the message names it and its executed copy."""
+    """A notebook of the pipeline failed; the message names it and its executed copy.
+
+    ``ename`` and ``evalue`` are the failing cell's exception name and text ("" when the kernel died).
+    """
+
+    def __init__(self, message: str, ename: str = "", evalue: str = "") -> None:
+        super().__init__(message)
+        self.ename, self.evalue = ename, evalue
+
+
+def next_step(exc: PipelineError, out: Path) -> str:
+    """What the user can do after a failed notebook: --resume only helps when the cause lies outside the run."""
+    if exc.ename == "AssertionError" and exc.evalue.startswith("claim missed"):
+        return ("the run finished but missed its claim; its numbers are in the executed copy and "
+                f"{out / 'results.json'}. --resume would score the same checkpoints again: start a new run "
+                "(e.g. other -p epochs or -p seed), or -p min_auc 0 to report without a claim")
+    if exc.ename == "ConfigError":
+        return ("a run keeps the parameters it started with, so --resume cannot fix this: start a new run "
+                "with corrected -p values")
+    return f"after fixing the cause, continue with: python -m mnadlib.reproduce --resume {out}"
 
 
 def current_python_kernel() -> type:
@@ -139,7 +158,7 @@ def execute(steps: Sequence[tuple[str, str, dict[str, Any]]], out: Path, log: di
         if target.exists():
             target.rename(attempt_path(target))
         print(f"[{time.strftime('%H:%M:%S')}] {run} {json.dumps(params)}", flush=True)
-        t0, error = time.time(), None
+        t0, error, ename, evalue = time.time(), None, "", ""
         entry = {"notebook": run, "parameters": params, "wall_s": None, "status": "running"}
         log["steps"].append(entry)
         write_manifest(out, log)
@@ -147,7 +166,7 @@ def execute(steps: Sequence[tuple[str, str, dict[str, Any]]], out: Path, log: di
             papermill.execute_notebook(str(_source(src)), str(target), parameters=params, kernel_name="python3",
                                        kernel_manager_class=kernel, progress_bar=False, cwd=str(out))
         except papermill.PapermillExecutionError as exc:
-            error = f"in cell {exc.exec_count} with {exc.ename}: {exc.evalue}"
+            error, ename, evalue = f"in cell {exc.exec_count} with {exc.ename}: {exc.evalue}", exc.ename, exc.evalue
         except KeyboardInterrupt:
             entry.update(wall_s=round(time.time() - t0, 1), status="interrupted")
             raise
@@ -156,7 +175,7 @@ def execute(steps: Sequence[tuple[str, str, dict[str, Any]]], out: Path, log: di
         entry.update(wall_s=round(time.time() - t0, 1), status="failed" if error else "ok")
         write_manifest(out, log)
         if error:
-            raise PipelineError(f"notebook {run} failed {error}\nexecuted copy: {target}")
+            raise PipelineError(f"notebook {run} failed {error}\nexecuted copy: {target}", ename, evalue)
         print(f"    done in {time.time() - t0:.0f} s", flush=True)
 
 
@@ -352,8 +371,7 @@ def _run(steps: Sequence[tuple[str, str, dict[str, Any]]], out: Path, log: dict[
     try:
         execute(steps, out, log)
     except PipelineError as exc:
-        print(f"error: {exc}\nafter fixing the cause, continue with: python -m mnadlib.reproduce --resume {out}",
-              file=sys.stderr)
+        print(f"error: {exc}\n{next_step(exc, out)}", file=sys.stderr)
         status = 1
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with: python -m mnadlib.reproduce --resume {out}", file=sys.stderr)

@@ -77,12 +77,30 @@ def test_failing_notebook_exits_1_naming_it_and_its_executed_copy(tmp_path: Path
     assert "notebook 01_prepare_data failed" in err and "DataError" in err
     assert str(tmp_path / "bad" / "notebooks" / "01_prepare_data.ipynb") in err
     assert json.loads((tmp_path / "bad" / "manifest.json").read_text())["status"] == "failed"
-    assert f"--resume {tmp_path / 'bad'}" in err
+    assert f"after fixing the cause, continue with: python -m mnadlib.reproduce --resume {tmp_path / 'bad'}" in err
 
     assert reproduce.main(["--resume", str(tmp_path / "bad")]) == 1  # the cause is still there: it fails again
     manifest = json.loads((tmp_path / "bad" / "manifest.json").read_text())
     assert [s["status"] for s in manifest["steps"]] == ["failed", "failed"] and manifest["resumed"][0]["after"] == "failed"
     assert (tmp_path / "bad" / "notebooks" / "01_prepare_data.attempt-1.ipynb").is_file()
+
+
+@pytest.mark.parametrize("raise_line, advice", [
+    ("raise AssertionError('claim missed: frame AUC 60.00% < 70.00%')", "would score the same checkpoints again"),
+    ("from mnadlib.config import ConfigError\nraise ConfigError('unknown preset')", "cannot fix this: start a new run"),
+])
+def test_failures_that_resume_cannot_fix_do_not_advise_it(tmp_path: Path, monkeypatch, capsys, raise_line, advice) -> None:
+    import nbformat
+
+    nb = tmp_path / "fails.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(raise_line)],
+                                            metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                                     "display_name": "Python 3"}}), nb)
+    monkeypatch.setattr(reproduce, "_source", lambda name: nb)
+    monkeypatch.setattr(reproduce, "plan", lambda *args, **kwargs: [("03_reproduce_auc", "fails", {})])
+    assert reproduce.main(["--name", "bad", "--runs-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert advice in err and "continue with" not in err
 
 
 def test_ctrl_c_then_resume_skips_finished_notebooks_and_continues_training(tmp_path: Path) -> None:
