@@ -43,9 +43,10 @@ def check_params(ns: dict[str, Any], paths: Sequence[str] = (), existing: Sequen
 
     The parameters cell's annotations (``epochs: int = 2``) are the specification. Unknown names
     in papermill's injected cell (it injects those too, with a mere warning), values of the wrong
-    type, relative paths among ``paths`` and
-    ``existing``, and missing files among ``existing`` raise one ValueError that lists them all.
-    Ints given for float parameters are converted in ``ns``. Returns the parameters as a dict.
+    type, relative paths among ``paths`` and ``existing``, and missing files among ``existing`` raise
+    one ValueError that lists them all. Ints given for float parameters are converted in ``ns``, and
+    ``~`` in paths is expanded there, so later cells never see a path relative to the working
+    directory. Returns the parameters as a dict.
     """
     spec = ns.get("__annotations__") or {}
     if not spec:
@@ -56,13 +57,17 @@ def check_params(ns: dict[str, Any], paths: Sequence[str] = (), existing: Sequen
         if typ is float and isinstance(value, int) and not isinstance(value, bool):
             ns[name] = value = float(value)
         if not isinstance(value, typ) or (typ in (int, float) and isinstance(value, bool)):
-            errors.append(f"parameter {name!r} must be {typ.__name__}, got {type(value).__name__} {value!r}")
+            hint = (f" (papermill's -p reads it as a number or bool: pass text with -r {name} VALUE)"
+                    if typ is str and isinstance(value, (int, float, bool)) else "")
+            errors.append(f"parameter {name!r} must be {typ.__name__}, got {type(value).__name__} {value!r}{hint}")
     for name in (*paths, *existing):
         value = ns.get(name)
-        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+        if isinstance(value, str) and value.startswith("~"):
+            ns[name] = value = str(Path(value).expanduser())
+        if isinstance(value, str) and value and not Path(value).is_absolute():
             errors.append(f"parameter {name!r} must be an absolute path (papermill and nbval run notebooks in "
                           f"different working directories), got {value!r}")
-        elif name in existing and isinstance(value, str) and value and not Path(value).expanduser().exists():
+        elif name in existing and isinstance(value, str) and value and not Path(value).exists():
             errors.append(f"parameter {name!r}: {value} does not exist")
     if errors:
         accepted = ", ".join(f"{k}: {getattr(t, '__name__', t)}" for k, t in spec.items())
@@ -151,37 +156,34 @@ class Dataset:
 
 def prepare_dataset(data_root: str | Path, name: str, synth_preset: str | synth.SynthPreset | None = None, seed: int = 0,
                     generate: bool = True, labels: str | Path = "", footage: str | Path = "",
-                    inject_cfg: InjectConfig | None = None) -> Dataset:
+                    inject_cfg: InjectConfig | None = None, overwrite: bool = False) -> Dataset:
     """Locate ``data_root/name`` and its labels (``labels``, else ``data_root/frame_labels_<name>.npy``).
 
-    synthped is generated when missing, when an older generator wrote it, or (with a preset given)
-    when its preset or seed differs. With ``footage`` (a video of a normal scene), ``name`` is
-    written from it by :func:`mnadlib.inject.inject` with ``inject_cfg`` (default settings) and
-    ``seed``, unless it already was.
+    With ``generate``, a missing synthped is generated, and with ``footage`` (a video of a normal
+    scene) a missing ``name`` is written from it by :func:`mnadlib.inject.inject` with ``inject_cfg``
+    (default settings) and ``seed``. A synthped of an older generator or (with a preset given) of
+    another preset or seed, or a dataset injected from other footage or settings, is rewritten only
+    with ``overwrite`` too; otherwise DataError says what it holds. A folder that mnadlib did not
+    write (a downloaded dataset) is never rewritten.
     """
     root = Path(data_root)
     if footage and name == "synthped":
         raise DataError("synthped is generated, not injected: give the injected footage another dataset name")
     if footage:
         cfg = dataclasses.replace(inject_cfg or InjectConfig(), seed=seed)
-        ann = root / name / "testing" / "annotations.json"
-        meta = json.loads(ann.read_text()) if ann.is_file() else {}
-        if meta.get("source") != str(footage) or meta.get("config") != json.loads(json.dumps(asdict(cfg))):
-            if (root / name).exists() and not generate:
-                raise DataError(f"{root / name} was not injected from {footage} with these settings and seed {seed}; "
-                                "pass generate=True to rewrite it")
+        meta = _written_by_mnadlib(root / name, "source")
+        if meta is None or meta.get("source") != str(footage) or meta.get("config") != json.loads(json.dumps(asdict(cfg))):
+            held = None if meta is None else f"anomalies injected from {meta.get('source')} with seed {meta.get('config', {}).get('seed')}"
+            _may_write(root / name, held, f"anomalies injected from {footage} with seed {seed}", generate, overwrite)
             inject(footage, root, name, cfg, overwrite=True)
     elif name == "synthped":
-        ann = root / name / "testing" / "annotations.json"
-        meta = json.loads(ann.read_text()) if ann.is_file() else None
+        meta = _written_by_mnadlib(root / name, "generator")
         want = json.loads(json.dumps(asdict(synth.get_preset(synth_preset or "small"))))
-        stale = (meta is None or meta.get("generator") != synth.GENERATOR_VERSION
-                 or (synth_preset is not None and (meta.get("preset") != want or meta.get("seed") != seed)))
-        if stale and not generate:
-            found = "nothing" if meta is None else f"generator {meta.get('generator', 1)}, seed {meta.get('seed')}"
-            raise DataError(f"{root / name} holds {found}, not synthped generator {synth.GENERATOR_VERSION} of preset "
-                            f"{synth_preset!r}, seed {seed}; pass generate=True to regenerate it")
-        if stale:
+        if (meta is None or meta.get("generator") != synth.GENERATOR_VERSION
+                or (synth_preset is not None and (meta.get("preset") != want or meta.get("seed") != seed))):
+            held = None if meta is None else f"synthped generator {meta.get('generator', 1)}, seed {meta.get('seed')}"
+            _may_write(root / name, held, f"synthped generator {synth.GENERATOR_VERSION} of preset {synth_preset or 'small'!r}, "
+                       f"seed {seed}", generate, overwrite)
             synth.generate(root, preset=synth_preset or "small", seed=seed, overwrite=True)
     elif not (root / name).is_dir():
         raise DataError(f"dataset folder {root / name} does not exist; download {name} and lay it out as "
@@ -190,6 +192,36 @@ def prepare_dataset(data_root: str | Path, name: str, synth_preset: str | synth.
     if labels and not found.is_file():
         raise DataError(f"label file {found} does not exist")
     return Dataset(name, root / name, found if found.is_file() else None)
+
+
+def _written_by_mnadlib(folder: Path, key: str) -> dict[str, Any] | None:
+    """The ``annotations.json`` of a dataset that synth (``key="generator"``) or inject (``"source"``) wrote, else None.
+
+    DataError when ``folder`` exists but holds something else: mnadlib never replaces data it did not write.
+    """
+    ann = folder / "testing" / "annotations.json"
+    try:
+        meta = json.loads(ann.read_text()) if ann.is_file() else None
+    except (OSError, ValueError):
+        meta = None
+    if isinstance(meta, dict) and key in meta:
+        return meta
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise DataError(f"{folder} exists but was not written by mnadlib's {'synth' if key == 'generator' else 'inject'}, "
+                        "so it is left as it is: give the dataset another name (e.g. --dataset mycam) or another "
+                        "data_root")
+    return None
+
+
+def _may_write(folder: Path, held: str | None, wanted: str, generate: bool, overwrite: bool) -> None:
+    """Refuse, with what to do, to write ``wanted`` into ``folder`` (holding ``held``, or nothing) unless allowed."""
+    if held is None and generate:
+        return
+    if held is not None and generate and overwrite:
+        return
+    found = "nothing" if held is None else held
+    how = "generate=True" if held is None else "overwrite=True (replacing it), or another data_root"
+    raise DataError(f"{folder} holds {found}, not {wanted}; pass {how}")
 
 
 def annotated_objects(dataset: Dataset) -> dict[str, list[dict[str, Any]]] | None:
@@ -271,11 +303,11 @@ class Loaded:
     history: list[dict[str, Any]]
 
 
-def load_model(checkpoint: str | Path | None, method: str, original_model: str = "", original_keys: str = "",
+def load_model(checkpoint: str | Path | None, method: str | None, original_model: str = "", original_keys: str = "",
                device: torch.device | str = "cpu", original_size: int = 256) -> Loaded:
     """Our checkpoint, or the authors' (MNADrc's) pickles, run at ``original_size`` squared, when ``original_*`` are given.
 
-    The checkpoint must hold ``method``'s model.
+    The checkpoint must hold ``method``'s model ("pred" or "recon"; None: whichever it holds).
     """
     if original_model or original_keys:
         if not (original_model and original_keys):

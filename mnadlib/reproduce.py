@@ -40,6 +40,11 @@ NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = ("01_prepare_data", "02_train", "03_reproduce_auc", "05_result_figures")
 SMOKE = {"epochs": 1, "max_steps": 2, "min_auc": 0.0, "tsne_frames": 4, "svg": False}
 CLAIM_AUC = 0.70  # 03 asserts this frame AUC on synthped with the cpu preset (lowest over seeds 0-4: 0.718, README)
+SET_BY_RUN = {  # notebook parameters the pipeline sets itself, with the option that sets them
+    "out_dir": "--name and --runs-dir", "dataset": "--dataset", "data_root": "--data-root",
+    "checkpoint": "nothing: 03 and 05 evaluate the run's own <method>_mem model", "use_memory": "--variants",
+    "resume": "--resume RUN_DIR",
+}
 INTERRUPTED = 130  # exit status after Ctrl-C, as a shell reports SIGINT
 RUN_OPTIONS = ("name", "runs_dir", "config", "param", "smoke", "dataset", "data_root", "variants")  # fixed for --resume
 
@@ -58,9 +63,10 @@ class PipelineError(RuntimeError):
 def next_step(exc: PipelineError, out: Path) -> str:
     """What the user can do after a failed notebook: --resume only helps when the cause lies outside the run."""
     if exc.ename == "AssertionError" and exc.evalue.startswith("claim missed"):
-        return ("the run finished but missed its claim; its numbers are in the executed copy and "
-                f"{out / 'results.json'}. --resume would score the same checkpoints again: start a new run "
-                "(e.g. other -p epochs or -p seed), or -p min_auc 0 to report without a claim")
+        return ("notebook 03 measured the numbers but they miss the claim, so the figures (05) were not drawn; "
+                f"the numbers are in the executed copy and {out / 'results.json'}. --resume would score the same "
+                "checkpoints again: start a new run (e.g. other -p epochs or -p seed), or one with -p min_auc 0 "
+                "to report without a claim")
     if exc.ename == "ConfigError":
         return ("a run keeps the parameters it started with, so --resume cannot fix this: start a new run "
                 "with corrected -p values")
@@ -113,7 +119,12 @@ def plan(dataset: str, data_root: Path | None, out: Path, user: Mapping[str, Any
     common: dict[str, Any] = {"dataset": dataset, "out_dir": str(out)}
     if data_root is not None:
         common["data_root"] = str(data_root)
-    defaults: dict[str, Any] = {"min_auc": CLAIM_AUC if dataset == "synthped" else 0.0}
+    taken = sorted(set(user) & set(SET_BY_RUN))
+    if taken:
+        raise ValueError("the pipeline sets " + "; ".join(f"{k} (use {SET_BY_RUN[k]})" for k in taken)
+                         + ": drop the -p / --config value")
+    # overwrite: 01 never replaces a dataset at --data-root that another run or session made
+    defaults: dict[str, Any] = {"min_auc": CLAIM_AUC if dataset == "synthped" else 0.0, "overwrite": False}
     if smoke:
         defaults.update(SMOKE)
     main = user.get("method", "pred")
@@ -241,6 +252,7 @@ def _check_resume_args(args: argparse.Namespace, ap: argparse.ArgumentParser) ->
     out = Path(args.resume).expanduser().resolve()
     if not out.is_dir():
         raise ValueError(f"--resume {out}: no such run folder")
+    read_manifest(out)  # a folder that is no run is refused before its lock file is created
     return out
 
 
@@ -248,8 +260,13 @@ def _user_params(config: str | None, pairs: Sequence[Sequence[str]]) -> dict[str
     """Parameters from a flat YAML file, then ``-p key value`` pairs (values parsed as YAML scalars)."""
     params: dict[str, Any] = {}
     if config:
-        loaded = yaml.safe_load(Path(config).read_text()) or {}
-        if not isinstance(loaded, dict) or any(isinstance(v, (dict, list)) for v in loaded.values()):
+        try:
+            text = Path(config).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"--config {config}: cannot read it ({exc}); give a YAML file of notebook parameters") from exc
+        loaded = yaml.safe_load(text) or {}
+        if (not isinstance(loaded, dict) or any(isinstance(v, (dict, list)) for v in loaded.values())
+                or any(not isinstance(k, str) for k in loaded)):
             raise ValueError(f"{config} must be a flat YAML mapping of notebook parameters (key: value)")
         params.update(loaded)
     for key, value in pairs:
@@ -294,6 +311,10 @@ def _new_run(args: argparse.Namespace, argv: Sequence[str] | None) -> tuple[Path
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
         raise ValueError(f"unknown variant(s) {bad}; choose from {list(VARIANTS)}")
+    if isinstance(user.get("device"), str):  # an unavailable device is refused before 01 writes anything
+        from .train import resolve_device
+
+        resolve_device(user["device"])
     if user.get("method", "pred") not in ("pred", "recon"):
         raise ValueError(f"-p method must be pred or recon, got {user['method']!r}")
     if user.get("footage") and args.dataset == "synthped":

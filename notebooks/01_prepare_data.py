@@ -41,15 +41,22 @@ if "google.colab" in sys.modules:  # Colab only: install mnadlib from a git URL 
     import os
     import subprocess
 
-    MNADLIB_SOURCE = os.environ.get("MNADLIB_SOURCE", "")  # e.g. "git+https://github.com/<you>/mnadlib.git"
+    MNADLIB_SOURCE = os.environ.get("MNADLIB_SOURCE", "")  # e.g. "https://github.com/<you>/mnadlib.git"
     if not MNADLIB_SOURCE:
         raise ValueError("set MNADLIB_SOURCE (in this cell or the environment) to the git URL or folder of mnadlib")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"{MNADLIB_SOURCE}[notebooks]"], check=True)
+    checkout = MNADLIB_SOURCE  # a source checkout, not a wheel: the committed weights come with it
+    if "://" in MNADLIB_SOURCE or MNADLIB_SOURCE.startswith("git@"):
+        checkout = os.environ.get("MNADLIB_CHECKOUT", "/content/mnadlib")
+        if not os.path.isdir(checkout):
+            subprocess.run(["git", "clone", "-q", MNADLIB_SOURCE.removeprefix("git+"), checkout], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", f"{checkout}[notebooks]"], check=True)
+    sys.path.insert(0, os.path.abspath(checkout))  # this kernel started before the editable install
 
 # %% tags=["parameters"]
 dataset: str = "synthped"  # dataset folder under data_root: synthped, ped2, avenue or shanghai
 data_root: str = ""  # absolute folder holding <dataset>/ and frame_labels_<dataset>.npy; empty: <out_dir>/data
-generate: bool = True  # synthped: generate it when missing or made with another preset or seed
+generate: bool = True  # synthped (or footage): write the dataset when data_root lacks it
+overwrite: bool = True  # replace a synthped or injected dataset of another preset, seed or footage (never data mnadlib did not write)
 synth_preset: str = "small"  # synthped size: small (minutes on a CPU) or full (Ped2's counts and frame size)
 seed: int = 0  # synthped generator seed; with footage, the seed of the injected anomalies
 footage: str = ""  # absolute path of a video (or frame folder) of a normal scene to inject anomalies into; empty: none
@@ -72,7 +79,7 @@ t0 = time.time()
 
 # %%
 run = pipeline.run_folder(out_dir)
-root = Path(data_root).expanduser() if data_root else run.data
+root = Path(data_root) if data_root else run.data
 expected = pipeline.expected_counts(dataset, synth_preset)
 print(f"run folder: {run.root}\ndata root:  {root}")
 
@@ -80,7 +87,7 @@ print(f"run folder: {run.root}\ndata root:  {root}")
 # ## Generate or locate the dataset, then validate it
 
 # %%
-ds = pipeline.prepare_dataset(root, dataset, synth_preset, seed, generate, footage=footage)
+ds = pipeline.prepare_dataset(root, dataset, synth_preset, seed, generate, footage=footage, overwrite=overwrite)
 summary = validate_layout(ds.path, ds.labels)
 counts = pipeline.layout_counts(summary)
 for split in ("training", "testing"):

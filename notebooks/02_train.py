@@ -42,10 +42,16 @@ if "google.colab" in sys.modules:  # Colab only: install mnadlib from a git URL 
     import os
     import subprocess
 
-    MNADLIB_SOURCE = os.environ.get("MNADLIB_SOURCE", "")  # e.g. "git+https://github.com/<you>/mnadlib.git"
+    MNADLIB_SOURCE = os.environ.get("MNADLIB_SOURCE", "")  # e.g. "https://github.com/<you>/mnadlib.git"
     if not MNADLIB_SOURCE:
         raise ValueError("set MNADLIB_SOURCE (in this cell or the environment) to the git URL or folder of mnadlib")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"{MNADLIB_SOURCE}[notebooks]"], check=True)
+    checkout = MNADLIB_SOURCE  # a source checkout, not a wheel: the committed weights come with it
+    if "://" in MNADLIB_SOURCE or MNADLIB_SOURCE.startswith("git@"):
+        checkout = os.environ.get("MNADLIB_CHECKOUT", "/content/mnadlib")
+        if not os.path.isdir(checkout):
+            subprocess.run(["git", "clone", "-q", MNADLIB_SOURCE.removeprefix("git+"), checkout], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", f"{checkout}[notebooks]"], check=True)
+    sys.path.insert(0, os.path.abspath(checkout))  # this kernel started before the editable install
 
 # %% tags=["parameters"]
 method: str = "pred"  # pred (t-1 frames in, the next one predicted) or recon (one frame reconstructed)
@@ -59,7 +65,7 @@ resume: bool = False  # continue from the run's checkpoint.pt when an earlier tr
 device: str = "auto"  # auto, cpu, cuda or mps
 workers: int = 0  # processes reading frames beside the training loop (helps a GPU); the same weights for any count
 dataset: str = "synthped"  # dataset folder under data_root: synthped, ped2, avenue or shanghai
-data_root: str = ""  # absolute folder holding <dataset>/; empty: <out_dir>/data (synthped is generated there if missing)
+data_root: str = ""  # absolute folder holding <dataset>/ (run 01 to write one); empty: <out_dir>/data, where a missing synthped is generated
 out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib-runs/default
 
 # %%
@@ -89,7 +95,7 @@ train_cfg = dataclasses.replace(p.train, epochs=epochs or p.train.epochs, max_st
 run = pipeline.run_folder(out_dir)
 variant = pipeline.variant_name(method, use_memory)
 run_dir = run.train / variant
-ds = pipeline.prepare_dataset(Path(data_root).expanduser() if data_root else run.data, dataset)
+ds = pipeline.prepare_dataset(Path(data_root) if data_root else run.data, dataset, generate=not data_root)
 print("model:", config.to_dict(model_cfg))
 print("train:", config.to_dict(train_cfg))
 print("data: ", ds.path, "\nrun:  ", run_dir)

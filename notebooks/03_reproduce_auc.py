@@ -51,10 +51,16 @@ if "google.colab" in sys.modules:  # Colab only: install mnadlib from a git URL 
     import os
     import subprocess
 
-    MNADLIB_SOURCE = os.environ.get("MNADLIB_SOURCE", "")  # e.g. "git+https://github.com/<you>/mnadlib.git"
+    MNADLIB_SOURCE = os.environ.get("MNADLIB_SOURCE", "")  # e.g. "https://github.com/<you>/mnadlib.git"
     if not MNADLIB_SOURCE:
         raise ValueError("set MNADLIB_SOURCE (in this cell or the environment) to the git URL or folder of mnadlib")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"{MNADLIB_SOURCE}[notebooks]"], check=True)
+    checkout = MNADLIB_SOURCE  # a source checkout, not a wheel: the committed weights come with it
+    if "://" in MNADLIB_SOURCE or MNADLIB_SOURCE.startswith("git@"):
+        checkout = os.environ.get("MNADLIB_CHECKOUT", "/content/mnadlib")
+        if not os.path.isdir(checkout):
+            subprocess.run(["git", "clone", "-q", MNADLIB_SOURCE.removeprefix("git+"), checkout], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", f"{checkout}[notebooks]"], check=True)
+    sys.path.insert(0, os.path.abspath(checkout))  # this kernel started before the editable install
 
 # %% tags=["parameters"]
 method: str = "pred"  # what the checkpoint holds: pred or recon (a checkpoint of the other kind is refused)
@@ -69,7 +75,7 @@ train_dir: str = ""  # absolute folder of 02's runs (<variant>/model.pt) for the
 min_auc: float = 0.70  # claim asserted at the end: the main model's frame AUC (0..1) reaches this; 0: no claim
 device: str = "auto"  # auto, cpu, cuda or mps
 dataset: str = "synthped"  # dataset folder under data_root: synthped, ped2, avenue or shanghai
-data_root: str = ""  # absolute folder holding <dataset>/ and frame_labels_<dataset>.npy; empty: <out_dir>/data
+data_root: str = ""  # absolute folder holding <dataset>/ and frame_labels_<dataset>.npy (run 01 to write one); empty: <out_dir>/data, where a missing synthped is generated
 labels: str = ""  # absolute path of the frame labels .npy; empty: <data_root>/frame_labels_<dataset>.npy
 out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib-runs/default
 
@@ -94,7 +100,7 @@ t0 = time.time()
 
 # %%
 run = pipeline.run_folder(out_dir)
-ds = pipeline.prepare_dataset(Path(data_root).expanduser() if data_root else run.data, dataset, labels=labels)
+ds = pipeline.prepare_dataset(Path(data_root) if data_root else run.data, dataset, generate=not data_root, labels=labels)
 ckpt = None if original_model else pipeline.resolve_checkpoint(checkpoint, method, run, dataset)
 main = pipeline.load_model(ckpt, method, original_model, original_keys, resolve_device(device), original_size)
 alpha = alpha if alpha >= 0 else preset("paper", method).eval.alpha

@@ -46,10 +46,16 @@ if "google.colab" in sys.modules:  # Colab only: install mnadlib from a git URL 
     import os
     import subprocess
 
-    MNADLIB_SOURCE = os.environ.get("MNADLIB_SOURCE", "")  # e.g. "git+https://github.com/<you>/mnadlib.git"
+    MNADLIB_SOURCE = os.environ.get("MNADLIB_SOURCE", "")  # e.g. "https://github.com/<you>/mnadlib.git"
     if not MNADLIB_SOURCE:
         raise ValueError("set MNADLIB_SOURCE (in this cell or the environment) to the git URL or folder of mnadlib")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"{MNADLIB_SOURCE}[notebooks]"], check=True)
+    checkout = MNADLIB_SOURCE  # a source checkout, not a wheel: the committed weights come with it
+    if "://" in MNADLIB_SOURCE or MNADLIB_SOURCE.startswith("git@"):
+        checkout = os.environ.get("MNADLIB_CHECKOUT", "/content/mnadlib")
+        if not os.path.isdir(checkout):
+            subprocess.run(["git", "clone", "-q", MNADLIB_SOURCE.removeprefix("git+"), checkout], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", f"{checkout}[notebooks]"], check=True)
+    sys.path.insert(0, os.path.abspath(checkout))  # this kernel started before the editable install
     from google.colab import output
 
     output.enable_custom_widget_manager()
@@ -57,7 +63,7 @@ if "google.colab" in sys.modules:  # Colab only: install mnadlib from a git URL 
 # %% tags=["parameters"]
 checkpoint: str = ""  # absolute path of a checkpoint (model.pt); empty: 02's model, else the committed weights
 dataset: str = "synthped"  # dataset folder under data_root whose test videos the app offers
-data_root: str = ""  # absolute folder holding <dataset>/; empty: <out_dir>/data (synthped is generated there if missing)
+data_root: str = ""  # absolute folder holding <dataset>/ (run 01 to write one); empty: <out_dir>/data, where a missing synthped is generated
 out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib-runs/default
 video: str = ""  # test video shown first; empty: the first one
 frame: int = -1  # frame rendered statically; -1: the frame with the lowest regularity
@@ -93,7 +99,7 @@ seed_everything(seed)
 torch.set_num_threads(threads)
 t0 = time.time()
 run = pipeline.run_folder(out_dir)
-data = pipeline.prepare_dataset(data_root or run.data, dataset, seed=seed)
+data = pipeline.prepare_dataset(data_root or run.data, dataset, seed=seed, generate=not data_root)
 ckpt = pipeline.resolve_checkpoint(checkpoint, "pred", run, dataset)
 
 # %%
@@ -148,7 +154,7 @@ print(f"{session.source.name}: frame {shown}, regularity {res.regularity[res.ind
 # %%
 table = {}
 if metrics:
-    loaded = pipeline.load_model(ckpt, "pred")
+    loaded = pipeline.load_model(ckpt, None)  # pred or recon: localization takes either
     table = localization_metrics(loaded.model, loaded.items, data.path, loaded.size, default_modes())
     print(format_table(table))
 

@@ -39,10 +39,16 @@ if "google.colab" in sys.modules:  # Colab only: install mnadlib from a git URL 
     import os
     import subprocess
 
-    MNADLIB_SOURCE = os.environ.get("MNADLIB_SOURCE", "")  # e.g. "git+https://github.com/<you>/mnadlib.git"
+    MNADLIB_SOURCE = os.environ.get("MNADLIB_SOURCE", "")  # e.g. "https://github.com/<you>/mnadlib.git"
     if not MNADLIB_SOURCE:
         raise ValueError("set MNADLIB_SOURCE (in this cell or the environment) to the git URL or folder of mnadlib")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"{MNADLIB_SOURCE}[notebooks]"], check=True)
+    checkout = MNADLIB_SOURCE  # a source checkout, not a wheel: the committed weights come with it
+    if "://" in MNADLIB_SOURCE or MNADLIB_SOURCE.startswith("git@"):
+        checkout = os.environ.get("MNADLIB_CHECKOUT", "/content/mnadlib")
+        if not os.path.isdir(checkout):
+            subprocess.run(["git", "clone", "-q", MNADLIB_SOURCE.removeprefix("git+"), checkout], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", f"{checkout}[notebooks]"], check=True)
+    sys.path.insert(0, os.path.abspath(checkout))  # this kernel started before the editable install
 
 # %% tags=["parameters"]
 method: str = "pred"  # what the checkpoint holds: pred or recon
@@ -56,7 +62,7 @@ svg: bool = True  # also write an SVG beside each PNG
 seed: int = 0  # seed of the t-SNE
 device: str = "auto"  # auto, cpu, cuda or mps
 dataset: str = "synthped"  # dataset folder under data_root: synthped, ped2, avenue or shanghai
-data_root: str = ""  # absolute folder holding <dataset>/ and frame_labels_<dataset>.npy; empty: <out_dir>/data
+data_root: str = ""  # absolute folder holding <dataset>/ and frame_labels_<dataset>.npy (run 01 to write one); empty: <out_dir>/data, where a missing synthped is generated
 out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib-runs/default
 
 # %%
@@ -79,7 +85,7 @@ t0 = time.time()
 
 # %%
 run = pipeline.run_folder(out_dir)
-ds = pipeline.prepare_dataset(Path(data_root).expanduser() if data_root else run.data, dataset)
+ds = pipeline.prepare_dataset(Path(data_root) if data_root else run.data, dataset, generate=not data_root)
 main = pipeline.load_model(pipeline.resolve_checkpoint(checkpoint, method, run, dataset), method, device=resolve_device(device))
 alpha = alpha if alpha >= 0 else preset("paper", method).eval.alpha
 cfg = pipeline.eval_config(alpha, main.size, update=True, device=device, th=th)

@@ -24,6 +24,7 @@ from mnadlib.config import ModelConfig
 from mnadlib.model import MNAD
 from mnadlib.reproduce import NOTEBOOK_DIR, NOTEBOOKS, current_python_kernel
 
+ALL_NOTEBOOKS = sorted(p.stem for p in NOTEBOOK_DIR.glob("[0-9]*.py"))  # the pipeline's and 04, the interactive one
 PARAM_LINE = re.compile(r'^[a-z_][a-z0-9_]*: (str|int|float|bool) = ("[^"=]*"|[-0-9.]+|True|False)  # [^=]+$')
 
 
@@ -32,7 +33,7 @@ def _cells(nb: nbformat.NotebookNode) -> list[tuple[str, str, list[str]]]:
     return [(c.cell_type, c.source.strip(), list(c.metadata.get("tags", []))) for c in nb.cells]
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
 def test_py_and_ipynb_in_sync_and_output_free(name: str) -> None:
     py = jupytext.read(NOTEBOOK_DIR / f"{name}.py")
     ipynb = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
@@ -44,7 +45,7 @@ def test_py_and_ipynb_in_sync_and_output_free(name: str) -> None:
             assert cell.outputs == [] and cell.execution_count is None, f"{name}.ipynb holds outputs"
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
 def test_one_documented_parameters_cell(name: str) -> None:
     nb = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
@@ -56,6 +57,33 @@ def test_one_documented_parameters_cell(name: str) -> None:
     assert "out_dir" in inferred and "dataset" in inferred
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     assert "google.colab" in code[0] and "check_params(globals()" in code[2]
+
+
+@pytest.mark.parametrize("source, clones", [("https://github.com/someone/mnadlib.git", True),
+                                             ("git+https://github.com/someone/mnadlib.git", True), ("/content/drive/mnadlib", False)])
+def test_colab_cell_installs_a_checkout_in_colab_only(monkeypatch, tmp_path: Path, source: str, clones: bool) -> None:
+    import types
+
+    first = {n: next(c.source for c in nbformat.read(NOTEBOOK_DIR / f"{n}.ipynb", as_version=4).cells
+                     if c.cell_type == "code") for n in ALL_NOTEBOOKS}
+    code = first["01_prepare_data"]
+    assert all(c.startswith(code) for c in first.values())  # the same install in every notebook (04 adds widgets)
+    ran: list[list[str]] = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, check: ran.append(cmd))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setenv("MNADLIB_SOURCE", source)
+    monkeypatch.setenv("MNADLIB_CHECKOUT", str(tmp_path / "mnadlib"))
+    exec(code, {})
+    assert ran == []  # not in Colab: nothing installed
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    exec(code, {})
+    checkout = str(tmp_path / "mnadlib") if clones else source
+    expected = [["git", "clone", "-q", source.removeprefix("git+"), checkout]] if clones else []
+    assert ran == [*expected, [sys.executable, "-m", "pip", "install", "-q", "-e", f"{checkout}[notebooks]"]]
+    assert sys.path[0] == os.path.abspath(checkout)
+    monkeypatch.delenv("MNADLIB_SOURCE")
+    with pytest.raises(ValueError, match="set MNADLIB_SOURCE"):
+        exec(code, {})
 
 
 def test_check_params_reports_every_problem() -> None:
@@ -73,6 +101,16 @@ def test_check_params_reports_every_problem() -> None:
     assert pipeline.check_params(good) == {"epochs": 2, "use": False}
     with pytest.raises(ValueError, match="'epochs' must be int, got bool"):
         pipeline.check_params({"__annotations__": {"epochs": int}, "epochs": True})
+
+
+def test_check_params_expands_home_and_explains_text_read_as_a_number(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "model.pt").write_bytes(b"x")
+    ns = {"__annotations__": {"data_root": str, "checkpoint": str}, "data_root": "~/data", "checkpoint": "~/model.pt"}
+    pipeline.check_params(ns, paths=("data_root",), existing=("checkpoint",))
+    assert ns == {**ns, "data_root": str(tmp_path / "data"), "checkpoint": str(tmp_path / "model.pt")}
+    with pytest.raises(ValueError, match="must be str, got int 2 .*pass text with -r video VALUE"):
+        pipeline.check_params({"__annotations__": {"video": str}, "video": 2})
 
 
 def _run(name: str, tmp_path: Path, **params) -> papermill.PapermillExecutionError:

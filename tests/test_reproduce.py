@@ -147,6 +147,7 @@ def test_resume_refuses_a_live_run_a_non_run_folder_and_new_parameters(tmp_path:
     run.mkdir()
     assert reproduce.main(["--resume", str(run)]) == 2
     assert "holds no manifest.json" in capsys.readouterr().err
+    assert list(run.iterdir()) == []  # no lock file left in a folder that is no run
     (run / "manifest.json").write_text(json.dumps({"dataset": "synthped", "variants": ["pred_mem"], "parameters": {},
                                                    "smoke": True, "steps": [], "status": "running"}))
     with runlog.hold(run):  # as the process still running the pipeline there holds it
@@ -174,7 +175,12 @@ def test_run_folder_on_a_file_system_without_locks_warns_and_goes_on(tmp_path: P
 @pytest.mark.parametrize("args, message", [
     (["-p", "epoch", "3"], "unknown parameter(s) ['epoch']"),
     (["-p", "epochs", "abc"], "epochs must be int, got str 'abc'"),
-    (["-p", "use_memory", "1"], "use_memory must be bool, got int 1"),
+    (["-p", "svg", "1"], "svg must be bool, got int 1"),
+    (["-p", "out_dir", "/tmp/elsewhere"], "the pipeline sets out_dir (use --name and --runs-dir)"),
+    (["-p", "checkpoint", "/x/recon.pt", "-p", "resume", "false"], "checkpoint (use nothing: 03 and 05 evaluate"),
+    (["-p", "dataset", "ped2"], "dataset (use --dataset)"),
+    (["--config", "/"], "--config /: cannot read it"),
+    (["-p", "device", "cuda:99"], "cuda:99"),
     (["-p", "width", "true"], "width must be float, got bool True"),
     (["-p", "method", "foo"], "method must be pred or recon"),
     (["-p", "footage", "/no/such/video.mp4"], "synthped is generated, not injected"),
@@ -193,15 +199,21 @@ def test_bad_arguments_exit_2_without_creating_a_run(tmp_path: Path, capsys, arg
 def test_parameters_from_yaml_then_command_line(tmp_path: Path) -> None:
     cfg = tmp_path / "params.yaml"
     cfg.write_text("epochs: 3\ndevice: cpu\nmin_auc: 0.9\n")
-    params = reproduce._user_params(str(cfg), [["epochs", "5"], ["use_memory", "false"]])
-    assert params == {"epochs": 5, "device": "cpu", "min_auc": 0.9, "use_memory": False}
+    params = reproduce._user_params(str(cfg), [["epochs", "5"], ["svg", "false"]])
+    assert params == {"epochs": 5, "device": "cpu", "min_auc": 0.9, "svg": False}
     steps = reproduce.plan("synthped", None, tmp_path / "run", params, smoke=False, variants=["pred_mem", "recon_mem"])
     by_name = {name: p for name, _, p in steps}
     assert by_name["02_train_recon_mem"]["method"] == "recon" and by_name["02_train_recon_mem"]["epochs"] == 5
-    assert by_name["02_train_pred_mem"]["use_memory"] is True  # the variant fixes it
+    assert by_name["02_train_pred_mem"]["use_memory"] is True and by_name["05_result_figures"]["svg"] is False
+    assert by_name["01_prepare_data"]["overwrite"] is False  # 01 never replaces data another run made
+    with_root = reproduce.plan("synthped", tmp_path, tmp_path / "run", {"overwrite": True}, False, ["pred_mem"])
+    assert with_root[0][2]["overwrite"] is True and with_root[0][2]["data_root"] == str(tmp_path)  # unless asked
     assert "epochs" not in by_name["03_reproduce_auc"] and by_name["03_reproduce_auc"]["min_auc"] == 0.9
     bad = tmp_path / "nested.yaml"
     bad.write_text("train: {epochs: 3}\n")
+    with pytest.raises(ValueError, match="flat YAML"):
+        reproduce._user_params(str(bad), [])
+    bad.write_text("1: 2\nfoo: 3\n")
     with pytest.raises(ValueError, match="flat YAML"):
         reproduce._user_params(str(bad), [])
 
@@ -222,17 +234,22 @@ def test_prepare_dataset_reuses_or_regenerates_synthped(tmp_path: Path) -> None:
     stamp = meta.stat().st_mtime_ns
     assert pipeline.prepare_dataset(tmp_path, "synthped").labels == ds.labels  # no preset asked: reused as is
     assert meta.stat().st_mtime_ns == stamp
-    pipeline.prepare_dataset(tmp_path, "synthped", "small", seed=1)
+    with pytest.raises(DataError, match="holds synthped generator .*, seed 0, not .* seed 1; pass overwrite=True"):
+        pipeline.prepare_dataset(tmp_path, "synthped", "small", seed=1)  # another seed replaces it only when asked
+    assert meta.stat().st_mtime_ns == stamp
+    pipeline.prepare_dataset(tmp_path, "synthped", "small", seed=1, overwrite=True)
     assert json.loads(meta.read_text())["seed"] == 1
     with pytest.raises(DataError, match="seed 2"):
-        pipeline.prepare_dataset(tmp_path, "synthped", "small", seed=2, generate=False)
+        pipeline.prepare_dataset(tmp_path, "synthped", "small", seed=2, generate=False, overwrite=True)
+    with pytest.raises(DataError, match="pass generate=True"):
+        pipeline.prepare_dataset(tmp_path / "empty", "synthped", generate=False)
     with pytest.raises(DataError, match="ped2 does not exist"):
         pipeline.prepare_dataset(tmp_path, "ped2")
     assert pipeline.expected_counts("ped2")["test_videos"] == 12 == pipeline.expected_counts("UCSDped2")["test_videos"]
 
 
 def test_prepare_dataset_regenerates_what_an_older_generator_wrote(tmp_path: Path) -> None:
-    """Data from another synthped generator version is never reused silently, preset asked or not."""
+    """Data from another synthped generator version is never reused silently, nor replaced unasked."""
     ds = pipeline.prepare_dataset(tmp_path, "synthped", "small", seed=0)
     meta_path = ds.path / "testing" / "annotations.json"
     meta = json.loads(meta_path.read_text())
@@ -241,10 +258,29 @@ def test_prepare_dataset_regenerates_what_an_older_generator_wrote(tmp_path: Pat
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(DataError):
         pipeline.prepare_dataset(tmp_path, "synthped", generate=False)
-    pipeline.prepare_dataset(tmp_path, "synthped")
+    with pytest.raises(DataError, match="overwrite=True"):
+        pipeline.prepare_dataset(tmp_path, "synthped")
+    pipeline.prepare_dataset(tmp_path, "synthped", overwrite=True)
     assert json.loads(meta_path.read_text())["generator"] == synth.GENERATOR_VERSION
     objects = pipeline.annotated_objects(ds)
     assert objects is not None and set(objects) == {v.name for v in ds.videos("testing")}
+
+
+def test_prepare_dataset_never_replaces_data_mnadlib_did_not_write(tmp_path: Path, walking_footage) -> None:
+    """A downloaded dataset under the name asked for stays byte for byte, whatever the flags."""
+    own = tmp_path / "ped2" / "training" / "frames" / "01"
+    own.mkdir(parents=True)
+    (own / "000.jpg").write_bytes(b"a real frame")
+    mine = tmp_path / "synthped" / "testing" / "frames" / "01"
+    mine.mkdir(parents=True)
+    (mine / "000.jpg").write_bytes(b"my own synthped-named data")
+    video = walking_footage(tmp_path / "in" / "cam", n=330)
+    with pytest.raises(DataError, match="not written by mnadlib's inject"):
+        pipeline.prepare_dataset(tmp_path, "ped2", seed=2, footage=video, overwrite=True)
+    with pytest.raises(DataError, match="not written by mnadlib's synth"):
+        pipeline.prepare_dataset(tmp_path, "synthped", "small", overwrite=True)
+    assert (own / "000.jpg").read_bytes() == b"a real frame"
+    assert (mine / "000.jpg").read_bytes() == b"my own synthped-named data"
 
 
 def test_pick_examples_and_tables() -> None:
