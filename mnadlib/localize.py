@@ -289,15 +289,25 @@ class StreamingNormalizer:
         self.dist_range: tuple[float, float] | None = None  # (lo, hi) of normal-frame feature distance
 
     def fit(self, psnr_normal: np.ndarray, dist_normal: np.ndarray) -> StreamingNormalizer:
-        """Store the percentile ranges of PSNR and distance over normal frames."""
+        """Store the percentile ranges of PSNR and distance over normal frames.
+
+        A term of weight 0 (distance with alpha = 1, PSNR with alpha = 0) is not fitted: it cannot
+        change a score, and a model without memory has no distance to fit.
+        """
         ranges = []
-        for name, v in (("psnr_normal", psnr_normal), ("dist_normal", dist_normal)):
+        for name, v, weight in (("PSNR", psnr_normal, self.alpha), ("memory distance", dist_normal, 1 - self.alpha)):
             v = np.asarray(v, dtype=np.float64).ravel()
+            if weight == 0:
+                ranges.append((0.0, 1.0))
+                continue
             if v.size < 2 or not np.isfinite(v).all():
-                raise LocalizeError(f"{name} needs at least 2 finite values, got {v.size} values")
+                raise LocalizeError(f"calibration needs the {name} of at least 2 scored normal frames, got {v.size}: "
+                                    "give a longer normal stretch (a clip of t_length + 1 frames scores 2)")
             lo, hi = np.percentile(v, self.q)
             if hi <= lo:
-                raise LocalizeError(f"{name} has no spread between percentiles {self.q}; cannot normalise")
+                raise LocalizeError(f"the normal frames' {name} has no spread between percentiles {self.q} (identical "
+                                    "frames, a frozen picture?): calibrate on normal frames with motion, or use "
+                                    "--offline --threshold otsu")
             ranges.append((float(lo), float(hi)))
         self.psnr_range, self.dist_range = ranges
         return self

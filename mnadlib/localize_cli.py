@@ -18,8 +18,8 @@ from pathlib import Path
 
 from .data import list_videos, load_masks, open_source
 from .localize import LocalizeError
-from .localize_video import (FrameRange, LocalizeConfig, fit_on_frames, leading_frames, load_model, localize,
-                             parse_range, parse_threshold)
+from .localize_video import (FEW_CALIBRATION_FRAMES, FrameRange, LocalizeConfig, fit_on_frames, leading_frames,
+                             load_model, localize, parse_range, parse_threshold)
 
 
 def config_from_args(args: argparse.Namespace, size: tuple[int, int]) -> LocalizeConfig:
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.video or not args.out or bool(args.checkpoint) == bool(args.fit_frames):
         raise LocalizeError("give --video FILE_OR_FOLDER --out DIR and exactly one of --checkpoint CKPT "
                             "or --fit-frames START:END")
-    gif_frames = parse_range(args.gif_frames) if args.gif_frames else None  # before the long run, not after it
+    gif_frames = _check_outputs(args)  # before the long run, not after it
     source = open_source(args.video)
     masks = load_masks(args.masks, source) if args.masks else None
     normal = None
@@ -61,24 +61,45 @@ def run(args: argparse.Namespace) -> int:
     else:
         ckpt = args.checkpoint
     model, items, size = load_model(ckpt, size)
+    scored = (model.cfg.t_length - 1 if model.cfg.method == "pred" else 0, len(source))
+    if gif_frames and (gif_frames[1] <= scored[0] or gif_frames[0] >= scored[1]):
+        raise LocalizeError(f"--gif-frames {args.gif_frames} holds no scored frame of {source.path} "
+                            f"(scored: {scored[0]}..{scored[1] - 1})")
     if args.normal:
         normal = list_videos(args.normal)
     elif args.normal_frames:
         normal = FrameRange(source, *parse_range(args.normal_frames))
     cfg = config_from_args(args, size)
-    assumed = normal is None and not args.offline
+    assumed = normal is None and (not args.offline or cfg.threshold == "calibrated")  # offline scores need none
     if assumed:
         normal = leading_frames(source, model.cfg.t_length)
     res = localize(source, model, items, cfg, normal=normal, progress=not args.quiet)
     if assumed:
         print(f"note: calibrated on frames 0:{len(normal)} of the video, assumed normal; choose normal footage with "
               "--normal or --normal-frames", file=sys.stderr)
+    if res.normal is not None and len(res.normal.psnr) < FEW_CALIBRATION_FRAMES:
+        print(f"warning: the thresholds come from {len(res.normal.psnr)} scored normal frames only, so they are rough "
+              "(a 1st-percentile threshold flags the lowest of them): give --normal footage or a longer normal "
+              "stretch, hundreds of frames if you have them", file=sys.stderr)
     paths = write_outputs(res, source, args.out, masks=masks, gif_every=args.gif_every, gif_height=args.gif_height,
                           gif_frames=gif_frames, progress=not args.quiet)
     segs = res.segments()
     print(f"{len(res.frames)} frames scored, {int(res.flags.sum())} anomalous in {len(segs)} segments, "
           f"{sum(map(len, res.boxes))} boxes; wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+def _check_outputs(args: argparse.Namespace) -> tuple[int, int] | None:
+    """The GIF's frame range; LocalizeError for output flags that cannot work, before any frame is read."""
+    gif_frames = parse_range(args.gif_frames) if args.gif_frames else None
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise LocalizeError(f"--out {args.out} is a file; give a folder for the outputs")
+    if args.gif_every < 0 or args.gif_height < 1:
+        raise LocalizeError(f"--gif-every must be >= 0 (0: no GIF) and --gif-height >= 1, got {args.gif_every} "
+                            f"and {args.gif_height}")
+    if args.gif_frames and not args.gif_every:
+        raise LocalizeError("--gif-frames chooses the frames of annotated.gif: give --gif-every N too")
+    return gif_frames
 
 
 def cmd_localize(args: argparse.Namespace) -> int:

@@ -177,13 +177,13 @@ def write_outputs(res: LocalizeResult, source: str | Path | FrameSource, out_dir
     out.mkdir(parents=True, exist_ok=True)
     paths = {k: out / n for k, n in (("video", "annotated.mp4"), ("plot", "regularity.png"), ("json", "boxes.json"),
                                      ("csv", "boxes.csv"), ("segments", "segments.json"))}
-    write_video(res, source, paths["video"], masks, panel_height, progress=progress)
-    if gif_every > 0:
-        paths["gif"] = write_video(res, source, out / "annotated.gif", masks, gif_height, gif_every, progress, gif_frames)
+    write_boxes(res, paths["json"], paths["csv"])  # the results first: a failing video leaves them written
+    paths["segments"].write_text(json.dumps(summary(res), indent=1))
     gt = None if masks is None else np.asarray(masks).reshape(len(masks), -1).any(axis=1)
     fig = regularity_figure(res, gt=gt)
     fig.savefig(paths["plot"], dpi=120)
     plt.close(fig)
-    write_boxes(res, paths["json"], paths["csv"])
-    paths["segments"].write_text(json.dumps(summary(res), indent=1))
+    write_video(res, source, paths["video"], masks, panel_height, progress=progress)
+    if gif_every > 0:
+        paths["gif"] = write_video(res, source, out / "annotated.gif", masks, gif_height, gif_every, progress, gif_frames)
     return paths

@@ -19,6 +19,7 @@ dataset: ``localize_eval.py``; the ``localize`` sub-command: ``localize_cli.py``
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import shutil
 from dataclasses import dataclass, field
@@ -217,7 +218,9 @@ class NormalReference:
 
 
 def normalizer(normal: NormalReference, alpha: float) -> StreamingNormalizer:
-    """A StreamingNormalizer fitted on the normal frames."""
+    """A StreamingNormalizer fitted on the normal frames; PSNR alone (alpha 1) for a model without memory."""
+    if normal.dists and all(d is None for d in normal.dists):  # no memory: the distance term is a constant 0
+        alpha = 1.0
     return StreamingNormalizer(alpha).fit(normal.psnr, normal.dist)
 
 
@@ -256,6 +259,9 @@ def fit_normal(model: MNAD, items: torch.Tensor | None, videos: FrameSource | li
     cat = {k: [x for p in parts for x in p[k]] for k in parts[0]}
     return NormalReference(np.asarray(cat["psnr"]), np.asarray(cat["dist"]), cat["preds"], cat["targets"], cat["dists"],
                            ", ".join(v.name for v in videos))
+
+
+FEW_CALIBRATION_FRAMES = 20  # fewer scored normal frames than this give rough thresholds: the CLI warns
 
 
 def leading_frames(source: FrameSource, t_length: int, fraction: float = 0.25) -> FrameRange:
@@ -416,10 +422,15 @@ def fit_on_frames(source: str | Path | FrameSource, start: int, end: int, out_di
     p.train.size = _size(size) if size is not None else p.train.size
     p.train.epochs = p.train.epochs if epochs is None else epochs
     p.train.seed = seed
-    cut = end - int(round(holdout * (end - start)))
-    if cut - start < p.model.t_length + p.train.batch_size or end - cut < (p.model.t_length if holdout else 0):
+    def enough(n: int) -> bool:  # a batch of training clips, and (held out) at least 2 scored calibration frames
+        tail = int(round(holdout * n))
+        return n - tail >= p.model.t_length + p.train.batch_size and (not holdout or tail >= p.model.t_length + 1)
+
+    if not enough(end - start):
+        shortest = next(n for n in itertools.count(end - start + 1) if enough(n))
         raise LocalizeError(f"--fit-frames {start}:{end} is too short to train (and calibrate) on; "
-                            f"give at least {2 * (p.model.t_length + p.train.batch_size)} frames")
+                            f"give at least {shortest} frames (many more calibrate better)")
+    cut = end - int(round(holdout * (end - start)))
     folder = Path(out_dir) / "fit_frames" / "fit"
     shutil.rmtree(folder, ignore_errors=True)  # frames of an earlier, different stretch must not mix in
     folder.mkdir(parents=True)

@@ -10,21 +10,26 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from mnadlib import synth
+from mnadlib.checkpoint import save_checkpoint
 from mnadlib.cli import main
+from mnadlib.config import ModelConfig
 from mnadlib.data import list_videos, load_masks, split_dir
 from mnadlib.frames import FrameSource, frames_to_video, open_source
 from mnadlib.localize import LocalizeError
 from mnadlib.localize_eval import FORK, OURS, format_table, localization_metrics
 from mnadlib.localize_output import check_masks, write_outputs
-from mnadlib.localize_video import (FrameRange, LocalizeConfig, fit_normal, load_model, localize, parse_range,
-                                    relocalize)
+from mnadlib.model import MNAD
+from mnadlib.localize_video import (FrameRange, LocalizeConfig, fit_normal, fit_on_frames, load_model, localize,
+                                    parse_range, relocalize)
 from mnadlib.scoring import regularity
 
 VTEST = Path(os.environ.get("MNADLIB_VTEST", "/usr/share/doc/opencv-doc/examples/data/vtest.avi"))
@@ -206,6 +211,10 @@ def test_cli_bad_input_exits_2_with_one_line(data, ckpt, tmp_path, capsys):
         "0 <= START < END, got '5:2'": ["--video", str(tmp_path / "missing.mp4"), *common, "--gif-frames", "5:2"],
         "--fit-epochs must be at least 1": ["--video", str(test / "01"), "--fit-frames", "0:10", "--fit-epochs", "0",
                                             "--out", str(tmp_path / "o")],
+        "give --gif-every N too": ["--video", str(test / "01"), *common, "--gif-frames", "0:5"],
+        "--gif-every must be >= 0": ["--video", str(test / "01"), *common, "--gif-every", "-1"],
+        "holds no scored frame": ["--video", str(test / "01"), *common, "--gif-every", "1", "--gif-frames", "500:600"],
+        "is a file; give a folder": ["--video", str(test / "01"), "--checkpoint", str(ckpt), "--out", str(wrong_masks)],
     }
     for needle, args in cases.items():
         assert _cli(*args) == 2, needle
@@ -244,3 +253,26 @@ def test_cli_fit_frames_on_real_footage(data, tmp_path, capsys):
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == n - 4
     assert _cli("--video", str(clip), "--fit-frames", "0:6", "--out", str(tmp_path / "o2")) == 2
     assert "too short" in capsys.readouterr().err
+
+
+def test_cli_localizes_a_model_without_memory_and_offline_alone(data, tmp_path, capsys):
+    """The no-memory ablation has no distance to calibrate; --offline alone still calibrates its pixel threshold."""
+    cfg = ModelConfig(width=0.0625, use_memory=False)
+    torch.manual_seed(0)
+    nomem = save_checkpoint(tmp_path / "nomem.pt", MNAD(cfg).eval(), None, train_config={"size": list(SIZE)})
+    video = str(split_dir(data, "testing") / "02")
+    assert _cli("--video", video, "--checkpoint", str(nomem), "--out", str(tmp_path / "a")) == 0, capsys.readouterr().err
+    assert "the thresholds come from 2 scored normal frames only" in capsys.readouterr().err  # 6 of 18 assumed normal
+    assert json.loads((tmp_path / "a" / "segments.json").read_text())["scored_frames"] == 14
+    assert _cli("--video", video, "--checkpoint", str(nomem), "--offline", "--out", str(tmp_path / "b")) == 0
+    assert "calibrated on frames 0:" in capsys.readouterr().err
+
+
+def test_fit_frames_asks_for_a_stretch_that_trains_and_calibrates(walking_footage, tmp_path, capsys):
+    video = str(walking_footage(tmp_path / "cam", n=60))
+    assert _cli("--video", video, "--fit-frames", "0:10", "--fit-epochs", "1", "--out", str(tmp_path / "o")) == 2
+    need = int(re.search(r"give at least (\d+) frames", capsys.readouterr().err).group(1))
+    with pytest.raises(LocalizeError, match="too short"):
+        fit_on_frames(open_source(video), 0, need - 1, tmp_path / "f", epochs=1, progress=False)
+    holdout = round(0.2 * need)
+    assert need - holdout >= 5 + 8 and holdout >= 5 + 1  # a batch of 8 clips of 5 frames; 2 scored held-out frames
