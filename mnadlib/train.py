@@ -157,7 +157,9 @@ def train(
     generator = seed_everything(train_cfg.seed)
     device = resolve_device(train_cfg.device)
     # workers start afresh each epoch, so a cache in them would be refilled every epoch
-    dataset = ClipDataset(list_videos(data), model_cfg.t_length, train_cfg.size,
+    videos = list_videos(data)
+    seen = [[v.name, len(v)] for v in videos]  # which videos trained: a resume on other data is refused
+    dataset = ClipDataset(videos, model_cfg.t_length, train_cfg.size,
                           cache_mib=0 if train_cfg.num_workers else FRAME_CACHE_MIB)
     if len(dataset) < train_cfg.batch_size:
         raise DataError(f"{data} yields {len(dataset)} clips, fewer than one batch of {train_cfg.batch_size}; "
@@ -173,7 +175,8 @@ def train(
     start_epoch = 0
     ckpt_path = run_dir / CHECKPOINT
     if resume and ckpt_path.exists():
-        start_epoch, items, history = _resume(ckpt_path, model, optimizer, scheduler, generator, model_cfg, train_cfg, device)
+        start_epoch, items, history = _resume(ckpt_path, model, optimizer, scheduler, generator, model_cfg, train_cfg,
+                                              device, seen)
     write_manifest(run_dir, model_config=to_dict(model_cfg), train_config=to_dict(train_cfg), data=str(data),
                    seed=train_cfg.seed, device=str(device), resumed_from_epoch=start_epoch or None)
     started = _clock()
@@ -203,7 +206,7 @@ def train(
                        f"compact {compact:.5f}  separate {separate:.5f}  "
                        f"{_timing(_clock() - started, epoch + 1 - start_epoch, train_cfg.epochs - epoch - 1)}")
         if (epoch + 1) % train_cfg.checkpoint_every == 0 or epoch + 1 == train_cfg.epochs:
-            _save_resumable(ckpt_path, model, items, optimizer, scheduler, generator, epoch + 1, history, model_cfg, train_cfg)
+            _save_resumable(ckpt_path, model, items, optimizer, scheduler, generator, epoch + 1, history, train_cfg, seen)
     (run_dir / "history.json").write_text(json.dumps(history, indent=2))
     return save_checkpoint(run_dir / FINAL, model, items, train_config=to_dict(train_cfg), history=history)
 
@@ -224,25 +227,28 @@ def _timing(elapsed: float, done: int, left: int) -> str:
 
 
 def _save_resumable(path: Path, model: MNAD, items: torch.Tensor | None, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, generator: torch.Generator, epoch: int, history: list, model_cfg: ModelConfig,
-                    train_cfg: TrainConfig) -> None:
-    """Write everything needed to continue training after ``epoch``."""
+                    scheduler: Any, generator: torch.Generator, epoch: int, history: list, train_cfg: TrainConfig,
+                    videos: list) -> None:
+    """Write everything needed to continue training after ``epoch``, and which ``videos`` ([name, frames]) it saw."""
     save_checkpoint(
         path, model, items,
-        train_config=to_dict(train_cfg), epoch=epoch, history=history,
+        train_config=to_dict(train_cfg), epoch=epoch, history=history, videos=videos,
         optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
         rng={"torch": torch.get_rng_state(), "generator": generator.get_state()},
     )
 
 
 def _resume(path: Path, model: MNAD, optimizer: torch.optim.Optimizer, scheduler: Any, generator: torch.Generator,
-            model_cfg: ModelConfig, train_cfg: TrainConfig, device: torch.device) -> tuple[int, torch.Tensor | None, list]:
-    """Restore a run from its last checkpoint; refuse one written with another configuration."""
+            model_cfg: ModelConfig, train_cfg: TrainConfig, device: torch.device,
+            videos: list) -> tuple[int, torch.Tensor | None, list]:
+    """Restore a run from its last checkpoint; refuse one written with another configuration or other videos."""
     payload = read_checkpoint(path)
     saved, wanted = payload.get("train_config", {}), to_dict(train_cfg)
     differ = [f"train.{k}" for k in RESUME_KEYS if saved.get(k) != wanted[k]]
     if payload["model_config"] != to_dict(model_cfg):
         differ.insert(0, "the model configuration")
+    if "videos" in payload and payload["videos"] != videos:  # checkpoints before this check do not record them
+        differ.append("the training videos (names and frame counts)")
     if differ:
         raise CheckpointError(
             f"{path} was written by a run with another configuration ({', '.join(differ)} differ), so continuing it "

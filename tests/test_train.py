@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import json
 import subprocess
 import sys
@@ -124,6 +125,13 @@ def test_resume_refuses_another_configuration(frames, tmp_path):
             tr.train(frames, mcfg, changed, tmp_path / "run", progress=False)
     moved = dataclasses.replace(tcfg, device="cpu", checkpoint_every=5)  # where and how often it saves: fine
     tr.train(frames, mcfg, moved, tmp_path / "run", progress=False)
+    other = tmp_path / "other"
+    shutil.copytree(frames, other)
+    shutil.rmtree(other / "02")
+    with pytest.raises(CheckpointError, match="the training videos .names and frame counts. differ"):
+        tr.train(other, mcfg, tcfg, tmp_path / "run", progress=False)
+    shutil.copytree(frames, tmp_path / "moved")  # the same videos elsewhere: fine
+    tr.train(tmp_path / "moved", mcfg, tcfg, tmp_path / "run", progress=False)
 
 
 def test_no_memory_variant_trains(frames, tmp_path):
