@@ -117,11 +117,20 @@ def _torch_load(path: str | Path, weights_only: bool) -> Any:
         raise
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
-            f"{path} could not be loaded safely ({exc}). If it is the authors' whole-model pickle "
-            "(model.pth), load it with load_original() or `python -m mnadlib convert`."
+            f"{path} could not be loaded safely: {_reason(exc)}. It is no mnadlib checkpoint, or it holds more than "
+            "tensors and plain data. If it is the authors' whole-model pickle (model.pth), load it with "
+            "load_original() (--original-model with --original-keys) or `python -m mnadlib convert`."
         ) from exc
     except Exception as exc:  # corrupt bytes fail anywhere in the unpickler: IndexError, OverflowError, MemoryError...
-        raise CheckpointError(f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); copy or re-create it") from exc
+        raise CheckpointError(f"{path} is no torch file, or a truncated or corrupt one ({type(exc).__name__}: {exc}); "
+                              "copy or re-create it") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The cause in torch's weights-only error, without its advice to switch the safe loading off."""
+    boilerplate = ("Weights only load failed", "Check the documentation", "Please file an issue")
+    kept = [p.strip() for p in str(exc).split("\n\n") if p.strip() and not p.strip().startswith(boilerplate)]
+    return " ".join(kept).replace("WeightsUnpickler error:", "").strip().rstrip(".") or type(exc).__name__
 
 
 def infer_config(state: dict[str, torch.Tensor], method: str | None = None) -> ModelConfig:
@@ -137,7 +146,8 @@ def infer_config(state: dict[str, torch.Tensor], method: str | None = None) -> M
         raise CheckpointError(f"not an MNAD state dict: key {exc} is missing") from None
     layout = "recon" if up4_out == c4 else "pred"
     if method is not None and method != layout:
-        raise CheckpointError(f"this checkpoint holds a '{layout}' model, not '{method}': pass --method {layout}")
+        raise CheckpointError(f"this checkpoint holds a '{layout}' model, not '{method}': pass --method {layout} "
+                              f"(method=\"{layout}\" in a notebook)")
     c1 = first.shape[0]
     in_frames = first.shape[1] // n_channel
     return ModelConfig(
@@ -176,6 +186,8 @@ def _build(state: dict[str, torch.Tensor], cfg: ModelConfig, source: str) -> MNA
 def load_original(model_path: str | Path, keys_path: str | Path, method: str | None = None) -> tuple[MNAD, torch.Tensor]:
     """Load the authors' (or MNADrc's) pickled ``model.pth`` and ``keys.pt`` (plain or .gz) on the CPU, safely."""
     obj = _torch_load(model_path, weights_only=False)
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        raise CheckpointError(f"{model_path} is already an mnadlib checkpoint: use it as it is (--checkpoint)")
     if not isinstance(obj, nn.Module) or not hasattr(obj, "encoder"):
         raise CheckpointError(f"{model_path} does not hold an MNAD convAE module (got {type(obj).__name__})")
     state = obj.state_dict()
@@ -273,10 +285,16 @@ class Checkpoint:
 def open_checkpoint(path: str | Path, method: str | None = None) -> Checkpoint:
     """Read our checkpoint once; ``method`` ("pred" / "recon"), when given, must match the model's."""
     payload = read_checkpoint(path)
-    cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["model_config"].items()})
+    try:
+        cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["model_config"].items()})
+        state = payload["state_dict"]
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise CheckpointError(f"{path} has no usable model_config and state_dict ({type(exc).__name__}: {exc}); "
+                              "a newer mnadlib may have written it, or it is damaged") from exc
     if method is not None and cfg.method != method:
-        raise CheckpointError(f"{path} holds a '{cfg.method}' model, not '{method}': pass --method {cfg.method}")
-    model = _build(payload["state_dict"], cfg, str(path))
+        raise CheckpointError(f"{path} holds a '{cfg.method}' model, not '{method}': pass --method {cfg.method} "
+                              f"(method=\"{cfg.method}\" in a notebook)")
+    model = _build(state, cfg, str(path))
     items = payload.get("memory")
     if cfg.use_memory:
         items = check_items(items, cfg, str(path))

@@ -39,9 +39,22 @@ def test_forbidden_global_is_refused_without_running(tmp_path):
 def test_our_loader_rejects_pickled_code(tmp_path):
     bad = tmp_path / "model.pt"
     torch.save({"format": "mnadlib", "x": _Evil(tmp_path / "pwned")}, bad)
-    with pytest.raises(ck.CheckpointError):
+    with pytest.raises(ck.CheckpointError, match="GLOBAL (posix|os|nt).system") as err:
         ck.load_checkpoint(bad)
     assert not (tmp_path / "pwned").exists()
+    assert "weights_only" not in str(err.value)  # torch's advice to switch the safe loading off is not passed on
+
+
+def test_checkpoints_without_a_usable_config_and_ours_given_to_convert(tmp_path):
+    for i, payload in enumerate([{"format": "mnadlib", "version": 1},
+                                 {"format": "mnadlib", "version": 1, "model_config": {"bogus": 1}, "state_dict": {}}]):
+        torch.save(payload, tmp_path / f"{i}.pt")
+        with pytest.raises(ck.CheckpointError, match="no usable model_config and state_dict"):
+            ck.open_checkpoint(tmp_path / f"{i}.pt")
+    cfg = ModelConfig(width=0.125)
+    ours = ck.save_checkpoint(tmp_path / "m.pt", MNAD(cfg).eval(), init_items(cfg.msize, cfg.fdim))
+    with pytest.raises(ck.CheckpointError, match="already an mnadlib checkpoint"):
+        ck.load_original(ours, ours)
 
 
 def test_roundtrip_and_atomic_write(tmp_path, monkeypatch):
