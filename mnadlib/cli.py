@@ -76,6 +76,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {args.out} is a folder; give the result's file name, e.g. {Path(args.out) / 'result.json'}")
     model, items, trained = _load_model(args)
     size = validate_size(args.size if args.size is not None else trained or (256, 256))
+    if trained and size != tuple(trained):
+        raise ConfigError(f"{args.checkpoint} was trained at {trained[0]}x{trained[1]} (H x W), not at "
+                          f"{size[0]}x{size[1]}: leave --size out, or pass --size {trained[0]} {trained[1]}")
     if args.t_length is not None and model.cfg.method == "pred" and args.t_length != model.cfg.t_length:
         raise ConfigError(f"--t-length {args.t_length} does not match the checkpoint's t_length {model.cfg.t_length}")
     alpha = args.alpha if args.alpha is not None else (0.6 if model.cfg.method == "pred" else 0.7)
@@ -97,6 +100,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     msg = f"scored {n} frames of {len(videos)} videos"
     if result.auc is not None:
         msg += f"; frame AUC {100 * result.auc:.2f}% (macro {100 * result.macro_auc:.2f}%)"
+    elif labels is not None:
+        msg += "; no frame AUC: the labels hold only one class (every frame normal, or every frame anomalous)"
     print(msg)
     return 0
 
@@ -114,11 +119,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Print evaluation frames/s and training seconds/step for the given sizes, or a dataset's wall-time estimate."""
     from .bench import estimate, run
 
+    low = [f"--{k} {getattr(args, k)}" for k in ("threads", "batch", "repeats") if getattr(args, k) < 1]
+    if low or args.width <= 0:
+        raise ConfigError(f"{', '.join(low) or f'--width {args.width}'} is not usable: --threads, --batch and "
+                          "--repeats must be at least 1 and --width above 0")
+    if not args.estimate:
+        args.sizes = [validate_size((s, s))[0] for s in args.sizes]
     if args.estimate:
         report = estimate(args.estimate, preset_name=args.preset, method=args.method, epochs=args.epochs,
                           threads=args.threads, device=args.device, repeats=args.repeats)
     else:
-        report = run(sizes=[int(s) for s in args.sizes], method=args.method, threads=args.threads,
+        report = run(sizes=args.sizes, method=args.method, threads=args.threads,
                      width=args.width, batch=args.batch, device=args.device, repeats=args.repeats)
     print(json.dumps(report, indent=1))
     return 0

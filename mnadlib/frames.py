@@ -99,6 +99,10 @@ class FrameFolder(FrameSource):
                     "or the dataset root to split_dir." if subdirs else "")
             raise DataError(f"video folder {path} holds no frames (expected files ending in "
                             f"{', '.join(IMAGE_EXTS)}); remove it or extract its frames.{hint}")
+        for a, b in zip(self.files, self.files[1:]):
+            if natural_key(a.stem)[:-1] == natural_key(b.stem)[:-1]:
+                raise DataError(f"{a.name} and {b.name} in {path} are the same frame number (frames extracted twice, "
+                                "or in two formats?): keep one of each, or the video would show every such frame twice")
 
     def __len__(self) -> int:
         return len(self.files)

@@ -59,6 +59,10 @@ def test_estimate_refuses_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     assert "epochs must be >= 0" in capsys.readouterr().err
     assert cli.main(["bench", "--estimate", "ped2", "--preset", "fast"]) == 2
     assert "unknown preset 'fast'" in capsys.readouterr().err
+    for args, message in ((["--sizes", "7"], "multiples of 8"), (["--sizes", "abc"], "two integers"),
+                          (["--threads", "0"], "--threads 0 is not usable"), (["--width", "0"], "--width 0.0 is not usable")):
+        assert cli.main(["bench", *args]) == 2
+        assert message in capsys.readouterr().err, args
 
 
 def test_throughput_report_and_the_estimate_command(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -329,6 +329,18 @@ def test_error_video_folder_without_frames(tmp_path):
         list_videos(tmp_path / "split")
 
 
+@pytest.mark.parametrize("names", [("000.jpg", "000.png", "001.jpg"), ("1.jpg", "01.jpg", "2.jpg")])
+def test_error_the_same_frame_number_twice(tmp_path, names):
+    folder = tmp_path / "01"
+    folder.mkdir()
+    for n in names:
+        cv2.imwrite(str(folder / n), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(DataError, match="are the same frame number"):
+        open_source(folder)
+    (folder / names[1]).unlink()
+    assert len(open_source(folder)) == 2
+
+
 def test_error_frames_of_different_sizes(tmp_path):
     folder = write_frames(tmp_path / "v", 3)
     cv2.imwrite(str(folder / "001.png"), frame(1, h=H + 8))

@@ -168,6 +168,10 @@ def test_cli_train_then_evaluate(frames, tmp_path):
     assert len(res["videos"]["01"]["ssim_db"]) == 6 and all(0 < v < 100 for v in res["videos"]["01"]["ssim_db"])
     assert 0 <= res["auc"] <= 1
     assert out.with_suffix(".csv").read_text().count("\n") == 7
+    np.save(labels, np.zeros((1, 10)))
+    r = _cli("evaluate", "--data", str(frames.parents[1]), "--labels", str(labels), "--checkpoint", str(run / "model.pt"),
+             "--quiet")
+    assert r.returncode == 0 and "no frame AUC: the labels hold only one class" in r.stdout, r.stderr
 
 
 @pytest.mark.parametrize("args,message", [
@@ -177,6 +181,7 @@ def test_cli_train_then_evaluate(frames, tmp_path):
     (["--out", "DIR"], "is a folder"),
     (["--device", "gpu7"], "unknown device"),
     (["--device", "cuda:99"], "asked for"),  # a CPU-only torch, or too few GPUs: refused either way
+    (["--size", "64", "64"], "was trained at 32x32"),
 ])
 def test_cli_evaluate_bad_input(frames, tmp_path, args, message):
     run = tmp_path / "run"
