@@ -95,8 +95,10 @@ class FrameFolder(FrameSource):
         self.files = media_files(path, IMAGE_EXTS)
         if not self.files:
             subdirs = sorted(p.name for p in path.iterdir() if p.is_dir())
-            hint = (f" It holds folders {subdirs[:3]}: pass a split folder to list_videos, "
-                    "or the dataset root to split_dir." if subdirs else "")
+            videos = media_files(path, VIDEO_EXTS)
+            hint = (f" It holds videos ({videos[0].name}, ...): give one of them." if videos else
+                    f" It holds folders {subdirs[:3]}: give one video's folder, or the split folder that holds "
+                    "them (a dataset's training/frames or testing/frames)." if subdirs else "")
             raise DataError(f"video folder {path} holds no frames (expected files ending in "
                             f"{', '.join(IMAGE_EXTS)}); remove it or extract its frames.{hint}")
         for a, b in zip(self.files, self.files[1:]):

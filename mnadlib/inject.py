@@ -44,8 +44,9 @@ class InjectConfig:
 
     def __post_init__(self) -> None:
         self.speed_factor = (float(self.speed_factor[0]), float(self.speed_factor[1]))
-        if self.width < 0 or self.clip_length < 10:
-            raise ConfigError(f"width must be >= 0 and clip_length >= 10, got {self.width} and {self.clip_length}")
+        if not (self.width == 0 or self.width >= 32) or self.clip_length < 10:
+            raise ConfigError(f"width must be 0 (the source's) or at least 32 pixels, and clip_length >= 10, got "
+                              f"{self.width} and {self.clip_length}")
         if not 0 < self.train_fraction < 1:
             raise ConfigError(f"train_fraction must be in (0, 1), got {self.train_fraction}")
         if self.normal_test_videos < 0 or self.max_events < 1:

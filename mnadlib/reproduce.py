@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -80,7 +82,13 @@ def current_python_kernel() -> type:
     from jupyter_client.kernelspec import KernelSpec
 
     class CurrentPythonKernel(AsyncKernelManager):
-        """Kernel of the interpreter running the pipeline."""
+        """Kernel of the interpreter running the pipeline, over local sockets on POSIX (no TCP port opened)."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if os.name == "posix":  # ipykernel warns that TCP without encryption can be read by other users
+                self.transport = "ipc"
+                self.ip = os.path.join(tempfile.gettempdir(), f"mnadlib-kernel-{os.getpid()}")
 
         @property
         def kernel_spec(self) -> KernelSpec:
@@ -354,7 +362,7 @@ def _continue(out: Path, argv: Sequence[str] | None) -> tuple[list, dict[str, An
     data_root = Path(log["data_root"]) if log.get("data_root") else None
     steps = plan(log["dataset"], data_root, out, log["parameters"], log["smoke"], log["variants"])
     commit = _git_commit()
-    if commit != log.get("git_commit"):
+    if commit != log.get("git_commit") and log.get("status") != "ok":  # a finished run re-runs nothing
         print(f"warning: this run started at git commit {log.get('git_commit')} and continues at {commit}; "
               "its notebooks may differ between the two attempts", file=sys.stderr)
     log.setdefault("resumed", []).append({"command": _command(argv), "git_commit": commit, "after": log.get("status"),

@@ -327,6 +327,10 @@ def test_error_video_folder_without_frames(tmp_path):
     (tmp_path / "split" / "02" / "notes.txt").write_text("x")
     with pytest.raises(DataError, match=r"02 holds no frames"):
         list_videos(tmp_path / "split")
+    videos = tmp_path / "videos"
+    frames_to_video(open_source(tmp_path / "split" / "01"), videos / "cam.avi", fps=5)
+    with pytest.raises(DataError, match=r"holds videos \(cam.avi, ...\): give one of them"):
+        open_source(videos)
 
 
 @pytest.mark.parametrize("names", [("000.jpg", "000.png", "001.jpg"), ("1.jpg", "01.jpg", "2.jpg")])

@@ -82,6 +82,8 @@ def test_bad_input_is_refused_and_nothing_is_overwritten(footage: Path, tmp_path
         inject(tmp_path / "missing.avi", tmp_path, "x", CFG)
     with pytest.raises(ValueError, match="train_fraction"):
         InjectConfig(train_fraction=1.0)
+    with pytest.raises(ValueError, match="at least 32 pixels"):
+        InjectConfig(width=7)
     path = inject(footage, tmp_path, "cam", CFG)
     stamp = (path / "testing" / "annotations.json").read_bytes()
     with pytest.raises(FileExistsError, match="overwrite"):

@@ -23,6 +23,7 @@ def test_smoke_run_end_to_end_then_refuses_to_overwrite(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "mnadlib.reproduce", "--smoke", "--name", "smoke", "--runs-dir", str(tmp_path)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "without encryption" not in done.stderr  # the kernels talk over local sockets, not TCP
     run = tmp_path / "smoke"
     results = json.loads((run / "results.json").read_text())
     assert 0 <= results["main"]["frame_auc"] <= 1 and results["main"]["variant"] == "pred_mem"
