@@ -47,10 +47,11 @@ def run_seed(seed: int, work: Path, synth_preset: str | SynthPreset = "small", e
     """
     t0 = time.time()
     root = work / f"seed{seed}"
-    if footage is None:
-        ds = pipeline.prepare_dataset(root / "data", "synthped", synth_preset, seed=seed)
+    if footage is None:  # the work folder is this benchmark's own: its data follow the settings asked for
+        ds = pipeline.prepare_dataset(root / "data", "synthped", synth_preset, seed=seed, overwrite=True)
     else:
-        ds = pipeline.prepare_dataset(root / "data", "injected", seed=seed, footage=footage, inject_cfg=inject_cfg)
+        ds = pipeline.prepare_dataset(root / "data", "injected", seed=seed, footage=footage, inject_cfg=inject_cfg,
+                                      overwrite=True)
     p = preset("cpu", "pred")
     model_cfg = dataclasses.replace(p.model, width=width or p.model.width)
     train_cfg = dataclasses.replace(p.train, seed=seed, device="cpu", epochs=epochs or p.train.epochs)
