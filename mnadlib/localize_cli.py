@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         ckpt = args.checkpoint
     model, items, size = load_model(ckpt, size)
-    scored = (model.cfg.t_length - 1 if model.cfg.method == "pred" else 0, len(source))
+    scored = (model.cfg.t_length - 1, len(source))  # the first t_length - 1 frames are only inputs
     if gif_frames and (gif_frames[1] <= scored[0] or gif_frames[0] >= scored[1]):
         raise LocalizeError(f"--gif-frames {args.gif_frames} holds no scored frame of {source.path} "
                             f"(scored: {scored[0]}..{scored[1] - 1})")
