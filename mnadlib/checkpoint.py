@@ -116,11 +116,11 @@ def _torch_load(path: str | Path, weights_only: bool) -> Any:
     except UnsafeCheckpointError:
         raise
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"{path} could not be loaded safely: {_reason(exc)}. It is no mnadlib checkpoint, or it holds more than "
-            "tensors and plain data. If it is the authors' whole-model pickle (model.pth), load it with "
-            "load_original() (--original-model with --original-keys) or `python -m mnadlib convert`."
-        ) from exc
+        what = ("It is no mnadlib checkpoint, or it holds more than tensors and plain data. If it is the authors' "
+                "whole-model pickle (model.pth), load it with load_original() (--original-model with --original-keys) "
+                "or `python -m mnadlib convert`." if weights_only else
+                "It is neither the authors' model.pth nor their keys.pt, or it is damaged.")
+        raise CheckpointError(f"{path} could not be loaded safely: {_reason(exc)}. {what}") from exc
     except Exception as exc:  # corrupt bytes fail anywhere in the unpickler: IndexError, OverflowError, MemoryError...
         raise CheckpointError(f"{path} is no torch file, or a truncated or corrupt one ({type(exc).__name__}: {exc}); "
                               "copy or re-create it") from exc

@@ -58,7 +58,9 @@ def check_params(ns: dict[str, Any], paths: Sequence[str] = (), existing: Sequen
             ns[name] = value = float(value)
         if not isinstance(value, typ) or (typ in (int, float) and isinstance(value, bool)):
             hint = (f" (papermill's -p reads it as a number or bool: pass text with -r {name} VALUE)"
-                    if typ is str and isinstance(value, (int, float, bool)) else "")
+                    if typ is str and isinstance(value, (int, float, bool)) else
+                    " (papermill's -p takes True or False)" if typ is bool and str(value).lower() in ("true", "false")
+                    else "")
             errors.append(f"parameter {name!r} must be {typ.__name__}, got {type(value).__name__} {value!r}{hint}")
     for name in (*paths, *existing):
         value = ns.get(name)
@@ -194,6 +196,10 @@ def prepare_dataset(data_root: str | Path, name: str, synth_preset: str | synth.
     return Dataset(name, root / name, found if found.is_file() else None)
 
 
+class DatasetConflict(DataError):
+    """The dataset folder asked for holds other data (or none) and may not be written: a new run or data_root fixes it."""
+
+
 def _written_by_mnadlib(folder: Path, key: str) -> dict[str, Any] | None:
     """The ``annotations.json`` of a dataset that synth (``key="generator"``) or inject (``"source"``) wrote, else None.
 
@@ -207,7 +213,7 @@ def _written_by_mnadlib(folder: Path, key: str) -> dict[str, Any] | None:
     if isinstance(meta, dict) and key in meta:
         return meta
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise DataError(f"{folder} exists but was not written by mnadlib's {'synth' if key == 'generator' else 'inject'}, "
+        raise DatasetConflict(f"{folder} exists but was not written by mnadlib's {'synth' if key == 'generator' else 'inject'}, "
                         "so it is left as it is: give the dataset another name (e.g. --dataset mycam) or another "
                         "data_root")
     return None
@@ -219,9 +225,12 @@ def _may_write(folder: Path, held: str | None, wanted: str, generate: bool, over
         return
     if held is not None and generate and overwrite:
         return
-    found = "nothing" if held is None else held
-    how = "generate=True" if held is None else "overwrite=True (replacing it), or another data_root"
-    raise DataError(f"{folder} holds {found}, not {wanted}; pass {how}")
+    if held is None:
+        raise DatasetConflict(f"{folder} does not exist (or is empty), and {wanted} is not generated here: write it "
+                              "with notebook 01 (or prepare_dataset(generate=True)), or leave data_root empty to use "
+                              "the run folder's own data")
+    raise DatasetConflict(f"{folder} holds {held}, not {wanted}: give another data_root (or --data-root), or replace "
+                          "it with notebook 01's overwrite=True (prepare_dataset(overwrite=True))")
 
 
 def annotated_objects(dataset: Dataset) -> dict[str, list[dict[str, Any]]] | None:

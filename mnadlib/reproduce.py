@@ -69,9 +69,12 @@ def next_step(exc: PipelineError, out: Path) -> str:
                 f"the numbers are in the executed copy and {out / 'results.json'}. --resume would score the same "
                 "checkpoints again: start a new run (e.g. other -p epochs or -p seed), or one with -p min_auc 0 "
                 "to report without a claim")
-    if exc.ename == "ConfigError":
+    if exc.ename == "ConfigError" or exc.evalue.startswith("bad notebook parameters"):
         return ("a run keeps the parameters it started with, so --resume cannot fix this: start a new run "
                 "with corrected -p values")
+    if exc.ename == "DatasetConflict":
+        return ("a run keeps its --dataset and --data-root, so --resume cannot fix this: start a new run with "
+                "another --dataset or --data-root (or none: each run then generates its own data)")
     return f"after fixing the cause, continue with: python -m mnadlib.reproduce --resume {out}"
 
 

@@ -126,7 +126,7 @@ def test_prepare_dataset_injects_footage_once_per_source_and_seed(tmp_path: Path
     with pytest.raises(DataError, match="seed 3"):
         pipeline.prepare_dataset(tmp_path / "data", "cam", seed=3, footage=video, generate=False)
     assert ann.read_bytes() == first
-    with pytest.raises(DataError, match="injected from .* seed 2, not .* seed 3; pass overwrite=True"):
+    with pytest.raises(DataError, match="injected from .* seed 2, not .* seed 3: give another data_root"):
         pipeline.prepare_dataset(tmp_path / "data", "cam", seed=3, footage=video)
     assert ann.read_bytes() == first
     pipeline.prepare_dataset(tmp_path / "data", "cam", seed=3, footage=video, overwrite=True)

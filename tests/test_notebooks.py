@@ -111,6 +111,8 @@ def test_check_params_expands_home_and_explains_text_read_as_a_number(monkeypatc
     assert ns == {**ns, "data_root": str(tmp_path / "data"), "checkpoint": str(tmp_path / "model.pt")}
     with pytest.raises(ValueError, match="must be str, got int 2 .*pass text with -r video VALUE"):
         pipeline.check_params({"__annotations__": {"video": str}, "video": 2})
+    with pytest.raises(ValueError, match="papermill's -p takes True or False"):
+        pipeline.check_params({"__annotations__": {"svg": bool}, "svg": "false"})
 
 
 def _run(name: str, tmp_path: Path, **params) -> papermill.PapermillExecutionError:

@@ -89,6 +89,7 @@ def test_failing_notebook_exits_1_naming_it_and_its_executed_copy(tmp_path: Path
 @pytest.mark.parametrize("raise_line, advice", [
     ("raise AssertionError('claim missed: frame AUC 60.00% < 70.00%')", "would score the same checkpoints again"),
     ("from mnadlib.config import ConfigError\nraise ConfigError('unknown preset')", "cannot fix this: start a new run"),
+    ("from mnadlib.pipeline import DatasetConflict\nraise DatasetConflict('holds other data')", "another --dataset"),
 ])
 def test_failures_that_resume_cannot_fix_do_not_advise_it(tmp_path: Path, monkeypatch, capsys, raise_line, advice) -> None:
     import nbformat
@@ -235,14 +236,14 @@ def test_prepare_dataset_reuses_or_regenerates_synthped(tmp_path: Path) -> None:
     stamp = meta.stat().st_mtime_ns
     assert pipeline.prepare_dataset(tmp_path, "synthped").labels == ds.labels  # no preset asked: reused as is
     assert meta.stat().st_mtime_ns == stamp
-    with pytest.raises(DataError, match="holds synthped generator .*, seed 0, not .* seed 1; pass overwrite=True"):
+    with pytest.raises(pipeline.DatasetConflict, match="holds synthped generator .*, seed 0, not .* seed 1: give another"):
         pipeline.prepare_dataset(tmp_path, "synthped", "small", seed=1)  # another seed replaces it only when asked
     assert meta.stat().st_mtime_ns == stamp
     pipeline.prepare_dataset(tmp_path, "synthped", "small", seed=1, overwrite=True)
     assert json.loads(meta.read_text())["seed"] == 1
     with pytest.raises(DataError, match="seed 2"):
         pipeline.prepare_dataset(tmp_path, "synthped", "small", seed=2, generate=False, overwrite=True)
-    with pytest.raises(DataError, match="pass generate=True"):
+    with pytest.raises(DataError, match="does not exist .or is empty., and synthped .* is not generated here"):
         pipeline.prepare_dataset(tmp_path / "empty", "synthped", generate=False)
     with pytest.raises(DataError, match="ped2 does not exist"):
         pipeline.prepare_dataset(tmp_path, "ped2")
@@ -260,7 +261,7 @@ def test_prepare_dataset_regenerates_what_an_older_generator_wrote(tmp_path: Pat
     with pytest.raises(DataError):
         pipeline.prepare_dataset(tmp_path, "synthped", generate=False)
     with pytest.raises(DataError, match="overwrite=True"):
-        pipeline.prepare_dataset(tmp_path, "synthped")
+        pipeline.prepare_dataset(tmp_path, "synthped")  # never replaced unasked
     pipeline.prepare_dataset(tmp_path, "synthped", overwrite=True)
     assert json.loads(meta_path.read_text())["generator"] == synth.GENERATOR_VERSION
     objects = pipeline.annotated_objects(ds)
