@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="root folder; writes OUT/synthped and OUT/frame_labels_synthped.npy")
     s.add_argument("--preset", default="small", help="small (CI, demos) or full (Ped2 counts and size)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--overwrite", action="store_true", help="replace an existing OUT/synthped")
+    s.add_argument("--overwrite", action="store_true", help="replace an OUT/synthped that synth wrote (never data of your own)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_synth)
 

@@ -239,7 +239,7 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--speed-factor", type=float, nargs=2, default=d.speed_factor,
                    help="injected speed range in multiples of the footage's typical motion")
     s.add_argument("--seed", type=int, default=d.seed)
-    s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--overwrite", action="store_true", help="replace an OUT/NAME that inject or synth wrote (never data of your own)")
     s.set_defaults(func=cmd_inject)
 
 

@@ -205,12 +205,8 @@ def _written_by_mnadlib(folder: Path, key: str) -> dict[str, Any] | None:
 
     DataError when ``folder`` exists but holds something else: mnadlib never replaces data it did not write.
     """
-    ann = folder / "testing" / "annotations.json"
-    try:
-        meta = json.loads(ann.read_text()) if ann.is_file() else None
-    except (OSError, ValueError):
-        meta = None
-    if isinstance(meta, dict) and key in meta:
+    meta = synth.written_meta(folder)
+    if meta is not None and key in meta:
         return meta
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise DatasetConflict(f"{folder} exists but was not written by mnadlib's {'synth' if key == 'generator' else 'inject'}, "

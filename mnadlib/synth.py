@@ -379,12 +379,31 @@ def generate(out_root: str | Path, preset: str | SynthPreset = "small", seed: in
     return write_dataset(out_root, name, write, overwrite)
 
 
+def written_meta(folder: str | Path) -> dict[str, Any] | None:
+    """``testing/annotations.json`` of a dataset that synth (key ``generator``) or inject (key ``source``) wrote, else None."""
+    ann = Path(folder) / "testing" / "annotations.json"
+    try:
+        meta = json.loads(ann.read_text()) if ann.is_file() else None
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and ("generator" in meta or "source" in meta) else None
+
+
 def write_dataset(out_root: str | Path, name: str, write: Callable[[Path], list[int]], overwrite: bool = False) -> Path:
     """Build ``out_root/name`` with ``write(folder) -> test frame labels`` beside it, then move it and
-    ``out_root/frame_labels_<name>.npy`` into place: a failure leaves an earlier dataset untouched."""
+    ``out_root/frame_labels_<name>.npy`` into place: a failure leaves an earlier dataset untouched.
+
+    ``overwrite`` replaces only a dataset that synth or inject wrote; anything else there (a
+    downloaded dataset, or its label file) is never replaced.
+    """
     root = Path(out_root)
     target = root / name
-    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
+    labels_file = root / f"frame_labels_{name}.npy"
+    occupied = target.exists() and (not target.is_dir() or any(target.iterdir()))
+    if (occupied or labels_file.exists()) and written_meta(target) is None:
+        raise FileExistsError(f"{target if occupied else labels_file} exists and was not written by mnadlib, so it is "
+                              "never replaced: give the dataset another name, or another output folder")
+    if occupied and not overwrite:
         raise FileExistsError(f"{target} exists and is not empty; pass overwrite=True (--overwrite on the command line) to replace it")
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=root))  # same filesystem: atomic renames

@@ -84,7 +84,13 @@ def test_cli_synth_refuses_bad_input_in_one_line_and_overwrites_when_asked(
     (tmp_path / "synthped").mkdir()
     (tmp_path / "synthped" / "mine.txt").write_text("keep")
     assert cli.main(["synth", "--out", str(tmp_path), "--quiet"]) == 2
-    assert "--overwrite" in capsys.readouterr().err and (tmp_path / "synthped" / "mine.txt").read_text() == "keep"
+    assert "was not written by mnadlib" in capsys.readouterr().err and (tmp_path / "synthped" / "mine.txt").read_text() == "keep"
+    assert cli.main(["synth", "--out", str(tmp_path), "--overwrite", "--quiet"]) == 2  # not even when asked
+    assert (tmp_path / "synthped" / "mine.txt").read_text() == "keep"
+    (tmp_path / "synthped" / "mine.txt").unlink()
+    assert cli.main(["synth", "--out", str(tmp_path), "--preset", "small", "--quiet"]) == 0  # an empty folder is free
+    assert cli.main(["synth", "--out", str(tmp_path), "--quiet"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
     seen = {}
     monkeypatch.setattr(synth, "generate", lambda out, **kw: seen.update(kw) or Path(out) / "synthped")
     assert cli.main(["synth", "--out", str(tmp_path), "--overwrite", "--quiet"]) == 0 and seen["overwrite"] is True
@@ -183,6 +189,22 @@ def test_atomic_write_and_no_overwrite(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.undo()
     synth.generate(tmp_path, TINY, seed=2, overwrite=True)
     assert _digest(tmp_path) != before and sorted(p.name for p in tmp_path.iterdir()) == entries
+
+
+
+def test_overwrite_never_replaces_data_mnadlib_did_not_write(tmp_path: Path) -> None:
+    own = tmp_path / "a" / "synthped" / "training" / "frames" / "01"
+    own.mkdir(parents=True)
+    (own / "000.jpg").write_bytes(b"a frame of my own")
+    with pytest.raises(FileExistsError, match="was not written by mnadlib"):
+        synth.generate(tmp_path / "a", TINY, seed=1, overwrite=True)
+    assert (own / "000.jpg").read_bytes() == b"a frame of my own"
+    np.save(tmp_path / "b_labels.npy", np.ones((1, 3)))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b_labels.npy").rename(tmp_path / "b" / "frame_labels_synthped.npy")  # the authors' file, no dataset
+    with pytest.raises(FileExistsError, match="frame_labels_synthped.npy exists and was not written by mnadlib"):
+        synth.generate(tmp_path / "b", TINY, seed=1, overwrite=True)
+    assert np.load(tmp_path / "b" / "frame_labels_synthped.npy").tolist() == [[1.0, 1.0, 1.0]]
     (tmp_path / "empty").mkdir()
     assert synth.generate(tmp_path, TINY, seed=2, name="empty") == tmp_path / "empty"
 
