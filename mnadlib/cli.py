@@ -76,7 +76,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {args.out} is a folder; give the result's file name, e.g. {Path(args.out) / 'result.json'}")
     model, items, trained = _load_model(args)
     size = validate_size(args.size if args.size is not None else trained or (256, 256))
-    if trained and size != tuple(trained):
+    if trained and size != trained:
         raise ConfigError(f"{args.checkpoint} was trained at {trained[0]}x{trained[1]} (H x W), not at "
                           f"{size[0]}x{size[1]}: leave --size out, or pass --size {trained[0]} {trained[1]}")
     if args.t_length is not None and model.cfg.method == "pred" and args.t_length != model.cfg.t_length:
@@ -123,13 +123,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if low or args.width <= 0:
         raise ConfigError(f"{', '.join(low) or f'--width {args.width}'} is not usable: --threads, --batch and "
                           "--repeats must be at least 1 and --width above 0")
-    if not args.estimate:
-        args.sizes = [validate_size((s, s))[0] for s in args.sizes]
     if args.estimate:
         report = estimate(args.estimate, preset_name=args.preset, method=args.method, epochs=args.epochs,
                           threads=args.threads, device=args.device, repeats=args.repeats)
     else:
-        report = run(sizes=args.sizes, method=args.method, threads=args.threads,
+        report = run(sizes=[validate_size((s, s))[0] for s in args.sizes], method=args.method, threads=args.threads,
                      width=args.width, batch=args.batch, device=args.device, repeats=args.repeats)
     print(json.dumps(report, indent=1))
     return 0

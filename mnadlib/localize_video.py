@@ -422,6 +422,7 @@ def fit_on_frames(source: str | Path | FrameSource, start: int, end: int, out_di
     p.train.size = _size(size) if size is not None else p.train.size
     p.train.epochs = p.train.epochs if epochs is None else epochs
     p.train.seed = seed
+
     def enough(n: int) -> bool:  # a batch of training clips, and (held out) at least 2 scored calibration frames
         tail = int(round(holdout * n))
         return n - tail >= p.model.t_length + p.train.batch_size and (not holdout or tail >= p.model.t_length + 1)

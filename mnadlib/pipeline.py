@@ -10,7 +10,7 @@ import ast
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import torch
 
 from . import synth
 from .checkpoint import load_original, open_checkpoint
-from .config import EvalConfig, scratch_dir, validate_size
+from .config import EvalConfig, scratch_dir, to_dict, validate_size
 from .data import KNOWN_DATASETS, DataError, FrameSource, known_dataset, list_videos, load_labels, load_masks, split_dir
 from .evaluate import EvalResult, FrameStep, iter_frames
 from .inject import InjectConfig, inject
@@ -174,13 +174,13 @@ def prepare_dataset(data_root: str | Path, name: str, synth_preset: str | synth.
     if footage:
         cfg = dataclasses.replace(inject_cfg or InjectConfig(), seed=seed)
         meta = _written_by_mnadlib(root / name, "source")
-        if meta is None or meta.get("source") != str(footage) or meta.get("config") != json.loads(json.dumps(asdict(cfg))):
+        if meta is None or meta.get("source") != str(footage) or meta.get("config") != to_dict(cfg):
             held = None if meta is None else f"anomalies injected from {meta.get('source')} with seed {meta.get('config', {}).get('seed')}"
             _may_write(root / name, held, f"anomalies injected from {footage} with seed {seed}", generate, overwrite)
             inject(footage, root, name, cfg, overwrite=True)
     elif name == "synthped":
         meta = _written_by_mnadlib(root / name, "generator")
-        want = json.loads(json.dumps(asdict(synth.get_preset(synth_preset or "small"))))
+        want = to_dict(synth.get_preset(synth_preset or "small"))
         if (meta is None or meta.get("generator") != synth.GENERATOR_VERSION
                 or (synth_preset is not None and (meta.get("preset") != want or meta.get("seed") != seed))):
             held = None if meta is None else f"synthped generator {meta.get('generator', 1)}, seed {meta.get('seed')}"
@@ -208,18 +208,16 @@ def _written_by_mnadlib(folder: Path, key: str) -> dict[str, Any] | None:
     meta = synth.written_meta(folder)
     if meta is not None and key in meta:
         return meta
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise DatasetConflict(f"{folder} exists but was not written by mnadlib's {'synth' if key == 'generator' else 'inject'}, "
-                        "so it is left as it is: give the dataset another name (e.g. --dataset mycam) or another "
-                        "data_root")
+    if synth.occupied(folder):
+        writer = "synth" if key == "generator" else "inject"
+        raise DatasetConflict(f"{folder} exists but was not written by mnadlib's {writer}, so it is left as it is: "
+                              "give the dataset another name (e.g. --dataset mycam) or another data_root")
     return None
 
 
 def _may_write(folder: Path, held: str | None, wanted: str, generate: bool, overwrite: bool) -> None:
     """Refuse, with what to do, to write ``wanted`` into ``folder`` (holding ``held``, or nothing) unless allowed."""
-    if held is None and generate:
-        return
-    if held is not None and generate and overwrite:
+    if generate and (held is None or overwrite):
         return
     if held is None:
         raise DatasetConflict(f"{folder} does not exist (or is empty), and {wanted} is not generated here: write it "

@@ -389,6 +389,12 @@ def written_meta(folder: str | Path) -> dict[str, Any] | None:
     return meta if isinstance(meta, dict) and ("generator" in meta or "source" in meta) else None
 
 
+def occupied(folder: str | Path) -> bool:
+    """Whether ``folder`` holds anything: a file, or a folder that is not empty."""
+    folder = Path(folder)
+    return folder.exists() and (not folder.is_dir() or any(folder.iterdir()))
+
+
 def write_dataset(out_root: str | Path, name: str, write: Callable[[Path], list[int]], overwrite: bool = False) -> Path:
     """Build ``out_root/name`` with ``write(folder) -> test frame labels`` beside it, then move it and
     ``out_root/frame_labels_<name>.npy`` into place: a failure leaves an earlier dataset untouched.
@@ -399,11 +405,11 @@ def write_dataset(out_root: str | Path, name: str, write: Callable[[Path], list[
     root = Path(out_root)
     target = root / name
     labels_file = root / f"frame_labels_{name}.npy"
-    occupied = target.exists() and (not target.is_dir() or any(target.iterdir()))
-    if (occupied or labels_file.exists()) and written_meta(target) is None:
-        raise FileExistsError(f"{target if occupied else labels_file} exists and was not written by mnadlib, so it is "
+    taken = occupied(target)
+    if (taken or labels_file.exists()) and written_meta(target) is None:
+        raise FileExistsError(f"{target if taken else labels_file} exists and was not written by mnadlib, so it is "
                               "never replaced: give the dataset another name, or another output folder")
-    if occupied and not overwrite:
+    if taken and not overwrite:
         raise FileExistsError(f"{target} exists and is not empty; pass overwrite=True (--overwrite on the command line) to replace it")
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=root))  # same filesystem: atomic renames
