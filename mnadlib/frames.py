@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 import weakref
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,10 @@ VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm")
 
 class DataError(ValueError):
     """Input data is missing or malformed; the message names the path and what to do."""
+
+
+class TruncatedVideoWarning(UserWarning):
+    """A video file decodes to fewer frames than its header announces (often a cut-short copy)."""
 
 
 def natural_key(path_or_name: str | os.PathLike) -> tuple:
@@ -156,11 +161,11 @@ class VideoFile(FrameSource):
         """Frame count: CAP_PROP_FRAME_COUNT if seeking to its last frame confirms it, else decode all."""
         cap = self._open()
         try:
-            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-            if n > 0:
-                cap.set(cv2.CAP_PROP_POS_FRAMES, n - 1)
+            header = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            if header > 0:
+                cap.set(cv2.CAP_PROP_POS_FRAMES, header - 1)
                 if cap.grab() and not cap.grab():
-                    return n
+                    return header
                 cap.release()
                 cap = self._open()
             n = 0
@@ -171,6 +176,10 @@ class VideoFile(FrameSource):
         if n == 0:
             raise DataError(f"video {self.path} decodes to 0 frames: the file is empty or corrupt; "
                             "re-encode or replace it")
+        if n < header:
+            warnings.warn(f"video {self.path}: its header says {header} frames but only the first {n} decode, "
+                          f"so only those {n} are used; if the file was cut short (an interrupted copy or "
+                          "download), copy it again", TruncatedVideoWarning, stacklevel=2)
         return n
 
     def __len__(self) -> int:
