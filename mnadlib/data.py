@@ -83,6 +83,14 @@ def list_videos(path: str | os.PathLike) -> list[FrameSource]:
             return [FrameFolder(path)]
         raise DataError(f"{path} holds no videos: expected one sub-folder of frames per video "
                         f"or video files ({', '.join(VIDEO_EXTS)})")
+    splits = sorted(d.name for d in dirs if d.name in ("training", "testing"))
+    if splits and not files:
+        try:
+            example = split_dir(path, splits[-1])
+        except DataError:
+            example = path / splits[-1]
+        raise DataError(f"{path} is a dataset folder (it holds {' and '.join(splits)}), not a folder of videos; "
+                        f"give the folder of one split's videos, e.g. {example}")
     videos = [open_source(p) for p in dirs + files]
     names = [v.name for v in videos]
     twins = sorted({n for n in names if names.count(n) > 1})

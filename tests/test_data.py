@@ -454,3 +454,11 @@ def test_known_dataset_names_release_folders(name, key):
 def test_validate_layout_checks_a_ucsd_release_folder_against_ped2(ds):
     warnings = validate_layout(ds.rename(ds.parent / "UCSDped2"))["warnings"]
     assert any(w.startswith("UCSDped2: test_videos is 3") for w in warnings)
+
+
+def test_a_dataset_folder_given_as_a_video_folder_names_its_split(tmp_path):
+    for split in ("training", "testing"):
+        write_frames(tmp_path / "ds" / split / "frames" / "01", 3)
+    with pytest.raises(DataError, match=r"ds is a dataset folder \(it holds testing and training\).*ds/training/frames"):
+        list_videos(tmp_path / "ds")
+    assert [v.name for v in list_videos(tmp_path / "ds" / "training" / "frames")] == ["01"]
