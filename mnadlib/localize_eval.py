@@ -34,11 +34,12 @@ FORK = LocalizeConfig(map_kind="ssim", threshold="fork", largest_only=True, min_
 OURS = LocalizeConfig()
 
 
-def default_modes() -> dict[str, LocalizeConfig]:
-    """The fork's mode, ours, and ours with the other two map kinds (for information)."""
-    return {FORK_NAME: FORK, OURS_NAME: OURS,
-            "ours with the error map": dataclasses.replace(OURS, map_kind="error"),
-            "ours with the memory map": dataclasses.replace(OURS, map_kind="memory")}
+def default_modes(memory: bool = True) -> dict[str, LocalizeConfig]:
+    """The fork's mode, ours, and ours with the other map kinds (for information); the memory map only with memory."""
+    modes = {FORK_NAME: FORK, OURS_NAME: OURS, "ours with the error map": dataclasses.replace(OURS, map_kind="error")}
+    if memory:
+        modes["ours with the memory map"] = dataclasses.replace(OURS, map_kind="memory")
+    return modes
 
 
 def gt_boxes(dataset_root: str | Path, video: str, frames: np.ndarray) -> list[list[tuple[Any, tuple]]] | None:
@@ -67,7 +68,7 @@ def localization_metrics(model: MNAD, items: torch.Tensor | None, dataset_root: 
                          modes: dict[str, LocalizeConfig] | None = None, videos: list[FrameSource] | None = None,
                          progress: bool = False) -> dict[str, dict[str, float | None]]:
     """Pixel AUROC, UCSD 40% AUC, RBDC, TBDC, frame AUC and the peak-in-mask oracle per mode over a dataset's test videos."""
-    modes = modes or default_modes()
+    modes = modes or default_modes(memory=items is not None)
     root = Path(dataset_root)
     base = dataclasses.replace(OURS, size=size)
     normal = fit_normal(model, items, list_videos(split_dir(root, "training")), base, progress=progress)

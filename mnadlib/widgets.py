@@ -26,12 +26,14 @@ from .checkpoint import CheckpointError
 from .config import ConfigError, scratch_dir
 from .data import DataError, FrameSource, list_videos, load_masks, open_source, split_dir
 from .localize import VALID_RANGE, LocalizeError
+from .localize_eval import FORK
 from .localize_output import mask_boxes, panels, regularity_figure, write_boxes, write_video
 from .localize_video import (LocalizeConfig, LocalizeResult, NormalReference, fit_normal, leading_frames, load_model,
                              localize, relocalize)
 
 INPUT_ERRORS = (LocalizeError, DataError, CheckpointError, ConfigError, FileNotFoundError, OSError)
 THRESHOLD_CHOICES = ("calibrated", "otsu", "fork", "fixed")
+FORK_FIELDS = ("map_kind", "threshold", "min_area", "largest_only", "smooth_sigma", "open_close")  # what 'fork' sets
 SLIDER_RANGE = {"error": (1e-4, 1.0), "ssim": (1e-3, 1.0), "memory": (1e-5, 4.0)}  # log-slider bounds per map kind
 
 
@@ -80,16 +82,22 @@ def save_upload(name: str, content: bytes | memoryview, folder: str | Path) -> P
 
 def settings(session: Session, map_kind: str = "ssim", threshold: str = "calibrated", value: float = 0.1,
              min_area: int | None = None, alpha: float = 0.6, largest_only: bool = False) -> LocalizeResult:
-    """Re-threshold the session's result: threshold is a mode, or 'fixed' to use ``value``."""
+    """Re-threshold the session's result: threshold is a mode, or 'fixed' to use ``value``.
+
+    'fork' is the fork's whole mode, as in the metrics table (``localize_eval.FORK``): the unsmoothed
+    1 - SSIM map, SSIM * 255 < 230, no opening or closing, the largest region only, of any area.
+    """
     if threshold == "fixed":
         lo, hi = VALID_RANGE[map_kind] if map_kind in VALID_RANGE else (0.0, 0.0)
         if not lo <= value <= hi:
             raise LocalizeError(f"threshold {value} is outside the {map_kind} map's range [{lo}, {hi}]")
     thr: float | str = float(value) if threshold == "fixed" else threshold
+    base = session.base.cfg
     if thr == "fork":
-        map_kind = "ssim"
-    cfg = dataclasses.replace(session.base.cfg, map_kind=map_kind, threshold=thr, min_area=min_area,
-                              alpha=float(alpha), largest_only=bool(largest_only))
+        cfg = dataclasses.replace(base, alpha=float(alpha), **{k: getattr(FORK, k) for k in FORK_FIELDS})
+    else:
+        cfg = dataclasses.replace(base, map_kind=map_kind, threshold=thr, min_area=min_area,
+                                  alpha=float(alpha), largest_only=bool(largest_only))
     session.result = relocalize(session.base, cfg)
     return session.result
 
@@ -151,29 +159,42 @@ def message(exc: BaseException | str, ok: bool = False) -> str:
 
 
 class LocalizationApp:
-    """The ipywidgets app; ``app.widget`` is the box to display. Exports and uploads go to ``out_dir``."""
+    """The ipywidgets app; ``app.widget`` is the box to display. Exports and uploads go to ``out_dir``.
+
+    The controls start from ``cfg`` (map kind, threshold, minimum area, alpha, largest-only); ``video``
+    names the test video shown first (default: the first).
+    """
 
     def __init__(self, checkpoint: str | Path, dataset_root: str | Path | None = None, out_dir: str | Path | None = None,
-                 cfg: LocalizeConfig | None = None, size: tuple[int, int] | None = None) -> None:
+                 cfg: LocalizeConfig | None = None, size: tuple[int, int] | None = None, video: str = "") -> None:
         import ipywidgets as w
 
         self.out_dir = Path(out_dir) if out_dir else scratch_dir("localization")
-        self.root, self._busy = dataset_root, False
+        self.root, self._busy, self._before_fork = dataset_root, False, None
         self.cfg, self.session, self.model, self.items, self.normal = cfg or LocalizeConfig(), None, None, None, None
         names = list_test_videos(dataset_root) if dataset_root else []
-        self.video = w.Dropdown(options=names, description="test video")
+        if video and video not in names:
+            raise ConfigError(f"no test video {video!r} in {dataset_root}; its test videos are {names}")
+        fixed = not isinstance(self.cfg.threshold, str)
+        self.video = w.Dropdown(options=names, value=video or (names[0] if names else None), description="test video")
         self.upload = w.FileUpload(accept="video/*,.avi,.mp4,.mov,.mkv", multiple=False, description="upload")
         self.frame = w.IntSlider(0, 0, 1, description="frame", continuous_update=True)
         self.play = w.Play(interval=120, min=0, max=1)
         w.jslink((self.play, "value"), (self.frame, "value"))
         self.kind = w.ToggleButtons(options=["ssim", "error", "memory"], value=self.cfg.map_kind, description="map",
                                     style={"button_width": "80px"})
-        self.mode = w.Dropdown(options=THRESHOLD_CHOICES, value="calibrated", description="threshold")
-        self.value = w.FloatLogSlider(0.1, base=10, min=-3, max=0, step=0.05, description="value", disabled=True,
+        self.mode = w.Dropdown(options=THRESHOLD_CHOICES, value="fixed" if fixed else self.cfg.threshold,
+                               description="threshold")
+        lo, hi = SLIDER_RANGE[self.cfg.map_kind]
+        if fixed and not lo <= float(self.cfg.threshold) <= hi:
+            raise ConfigError(f"threshold {self.cfg.threshold} is outside the app's range for the {self.cfg.map_kind} "
+                              f"map, [{lo}, {hi}]")
+        self.value = w.FloatLogSlider(float(self.cfg.threshold) if fixed else 0.1, base=10, min=np.log10(lo),
+                                      max=np.log10(hi), step=0.05, description="value", disabled=not fixed,
                                       continuous_update=False)
         self.area = w.IntSlider(0, 0, 2000, step=10, description="min area", continuous_update=False)
         self.alpha = w.FloatSlider(self.cfg.alpha, min=0, max=1, step=0.05, description="alpha", continuous_update=False)
-        self.largest = w.Checkbox(False, description="largest region only (the fork)")
+        self.largest = w.Checkbox(self.cfg.largest_only, description="largest region only")
         self.images = {k: w.Image(format="png", layout=w.Layout(width="32%")) for k in ("frame", "prediction", "heat")}
         self.curve = w.Image(format="png", layout=w.Layout(width="96%"))
         self.status = w.HTML()
@@ -193,7 +214,7 @@ class LocalizationApp:
             w.HBox(titles), w.HBox(list(self.images.values())), self.curve, w.HBox(buttons), self.status])
         self._guard(self._load_model, checkpoint, size)
         if self.model is not None and names:
-            self._guard(self._load_video, names[0])
+            self._guard(self._load_video, self.video.value)
 
     def _guard(self, fn: Any, *args: Any) -> None:
         """Run a callback (not while the app updates its own controls); bad input becomes a red message."""
@@ -222,7 +243,8 @@ class LocalizationApp:
             ctl.min, ctl.max = 0, max(hi, 1)
             ctl.value, ctl.min = lo, lo
         h, w = session.base.frame_size
-        self.area.max, self.area.value = max(10, h * w // 50), round(1e-3 * h * w)
+        area = self.cfg.min_area if self.cfg.min_area is not None else round(1e-3 * h * w)
+        self.area.max, self.area.value = max(10, h * w // 50, area), area
         self._apply()
         self.status.value = message(note, ok=True)
 
@@ -240,13 +262,13 @@ class LocalizationApp:
         item = value[0] if isinstance(value, (list, tuple)) else next(iter(value.values()))
         path = save_upload(item["name"], item["content"], self.out_dir / "uploads")
         self._start(open_session(path, self.model, self.items, self.cfg), f"loaded upload {path.name}")
+        self.video.value = None  # so that choosing the test video shown before loads it again
 
     def _apply(self) -> None:
         """Settings changed: re-threshold and redraw."""
         if self.session is None:
             return
-        if self.mode.value == "fork":
-            self.kind.value = "ssim"
+        self._fork_controls(self.mode.value == "fork")
         lo, hi = SLIDER_RANGE[self.kind.value]
         self.value.min, self.value.max = np.log10(lo), np.log10(hi)
         self.value.disabled = self.mode.value != "fixed"
@@ -254,6 +276,21 @@ class LocalizationApp:
                  self.alpha.value, self.largest.value)
         self.status.value = ""
         self._draw()
+
+    def _fork_controls(self, fork: bool) -> None:
+        """Show the fork's settings while its mode is on (controls locked), and give the earlier ones back after."""
+        controls = (self.kind, self.area, self.largest)
+        if fork:
+            if self._before_fork is None:
+                self._before_fork = tuple(c.value for c in controls)
+            for c, v in zip(controls, (FORK.map_kind, FORK.min_area, FORK.largest_only)):
+                c.value = v
+        elif not fork and self._before_fork is not None:
+            for c, v in zip(controls, self._before_fork):
+                c.value = v
+            self._before_fork = None
+        for c in controls:
+            c.disabled = fork
 
     def _draw(self) -> None:
         """Render the panels and the curve at the slider's frame."""

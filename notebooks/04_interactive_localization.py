@@ -22,7 +22,8 @@
 # actual frame, the squared prediction error, or each query's distance to its nearest memory item,
 # Sec. 3.2), a threshold calibrated on normal training frames turns it into regions, and every
 # region gets a box and a score. The fork this package improves on kept only the largest region
-# above SSIM * 255 < 230; that mode is one click away (threshold `fork`, largest region only).
+# above SSIM * 255 < 230, on the unsmoothed map; that mode is one click away (threshold `fork`, which
+# locks the map kind, minimum area and largest-only controls to the fork's, as in the metrics table).
 #
 # The app: choose a test video (or upload your own), scrub or play the frames, and change the map
 # kind, threshold, minimum region area and `alpha` (the PSNR weight of the regularity score,
@@ -36,7 +37,7 @@
 #
 # **Paths.** Every path is a parameter and must be absolute; `out_dir` left empty is
 # `<system temp dir>/mnadlib-runs/default`, shared with the other notebooks. `checkpoint` left empty
-# is the run folder's `train/pred_mem/model.pt` (notebook 02), else the repository's
+# is the run folder's `train/pred_mem/model.pt` (notebook 02), else, on synthped, the repository's
 # `weights/mnad_pred_synthped_cpu.pt`.
 
 # %%
@@ -90,7 +91,7 @@ import torch
 from IPython.display import Image, display
 
 from mnadlib import pipeline
-from mnadlib.localize_eval import FORK_NAME, OURS_NAME, default_modes, format_table, localization_metrics
+from mnadlib.localize_eval import FORK_NAME, OURS_NAME, format_table, localization_metrics
 from mnadlib.localize_video import LocalizeConfig, parse_threshold
 from mnadlib.train import seed_everything
 from mnadlib.widgets import LocalizationApp, curve_png, frame_view
@@ -114,9 +115,7 @@ print(f"checkpoint {ckpt}\ndataset {data.path}\n{cfg}")
 # test video; each new video runs the model once, after which every slider only re-thresholds.
 
 # %%
-app = LocalizationApp(ckpt, data.path, out_dir=run.root / "localization", cfg=cfg)
-if video:
-    app.video.value = video
+app = LocalizationApp(ckpt, data.path, out_dir=run.root / "localization", cfg=cfg, video=video)
 display(app.widget)
 
 # %% [markdown]
@@ -129,6 +128,9 @@ session = app.session
 assert session is not None, f"the app could not load a video: {app.status.value}"
 res = session.result
 shown = int(res.frames[np.argmin(res.regularity)]) if frame < 0 else frame
+if shown not in res.frames:
+    raise ValueError(f"frame {frame} of video {session.source.name} has no score: the scored frames are "
+                     f"{res.frames[0]}..{res.frames[-1]} (a prediction model scores a frame from the ones before it)")
 view = frame_view(session, shown, height=240)
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
 for ax, (name, img) in zip(axes, view.items()):
@@ -155,7 +157,7 @@ print(f"{session.source.name}: frame {shown}, regularity {res.regularity[res.ind
 table = {}
 if metrics:
     loaded = pipeline.load_model(ckpt, None)  # pred or recon: localization takes either
-    table = localization_metrics(loaded.model, loaded.items, data.path, loaded.size, default_modes())
+    table = localization_metrics(loaded.model, loaded.items, data.path, loaded.size)
     print(format_table(table))
 
 # %%

@@ -6,6 +6,7 @@ built and driven headless (no browser) to check that bad input ends in a status 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 from pathlib import Path
@@ -15,10 +16,12 @@ import numpy as np
 import pytest
 
 from mnadlib import synth
+from mnadlib.config import ConfigError
 from mnadlib.data import DataError, list_videos, open_source, split_dir
 from mnadlib.localize import LocalizeError
-from mnadlib.localize_video import LocalizeConfig, fit_normal, load_model
-from mnadlib.widgets import (THRESHOLD_CHOICES, LocalizationApp, curve_png, export, frame_view, message,
+from mnadlib.localize_eval import FORK
+from mnadlib.localize_video import LocalizeConfig, fit_normal, load_model, relocalize
+from mnadlib.widgets import (FORK_FIELDS, THRESHOLD_CHOICES, LocalizationApp, curve_png, export, frame_view, message,
                              open_session, save_upload, settings, list_test_videos, to_png)
 
 
@@ -145,3 +148,48 @@ def test_app_drives_headless_and_shows_bad_input(data, ckpt, tmp_path, tiny_chec
     assert "wrote" in app.status.value and list(tmp_path.glob("*_boxes.csv"))
     wrong = LocalizationApp(tiny_checkpoint(tmp_path / "w.pt", (64, 64)), data, out_dir=tmp_path, size=(32, 32))
     assert "pass --size 64 64" in wrong.status.value and wrong.session is None
+
+
+def test_fork_mode_in_the_app_is_the_metrics_tables_fork(session):
+    res = settings(session, "error", "fork", 0.05, 200, 0.6, largest_only=False)
+    assert all(getattr(res.cfg, k) == getattr(FORK, k) for k in FORK_FIELDS)
+    assert res.cfg.smooth_sigma == 0 and res.cfg.open_close == 0 and all(len(b) <= 1 for b in res.boxes)
+    assert res.boxes == relocalize(session.base, dataclasses.replace(session.base.cfg, **{k: getattr(FORK, k)
+                                                                                         for k in FORK_FIELDS})).boxes
+
+
+def test_app_starts_from_the_given_settings_and_video(data, ckpt, tmp_path):
+    cfg = LocalizeConfig(map_kind="error", threshold=0.02, min_area=7, largest_only=True, alpha=0.3)
+    app = LocalizationApp(ckpt, data, out_dir=tmp_path, cfg=cfg, video="02")
+    assert "loaded 02" in app.status.value and app.session.source.name == "02"
+    assert (app.kind.value, app.mode.value, app.area.value, app.largest.value) == ("error", "fixed", 7, True)
+    assert app.value.value == pytest.approx(0.02) and not app.value.disabled
+    res = app.session.result.cfg
+    assert (res.map_kind, res.threshold, res.min_area, res.largest_only, res.alpha) == ("error", pytest.approx(0.02), 7,
+                                                                                      True, 0.3)
+    app.mode.value = "fork"  # locks the fork's map, area and largest-only, and gives them back after
+    assert (app.kind.value, app.area.value, app.largest.value, app.kind.disabled) == ("ssim", 0, True, True)
+    app.video.value = "01"
+    assert app.area.value == 0 and app.session.result.cfg.min_area == 0
+    app.mode.value = "otsu"
+    assert (app.kind.value, app.area.value, app.largest.value, app.kind.disabled) == ("error", 7, True, False)
+    with pytest.raises(ConfigError, match=r"no test video '99' .*\['01', '02'\]"):
+        LocalizationApp(ckpt, data, out_dir=tmp_path, video="99")
+    with pytest.raises(ConfigError, match="outside the app's range"):
+        LocalizationApp(ckpt, data, out_dir=tmp_path, cfg=LocalizeConfig(threshold=1e-6))
+
+
+def test_after_an_upload_the_earlier_test_video_can_be_chosen_again(data, ckpt, tmp_path):
+    app = LocalizationApp(ckpt, data, out_dir=tmp_path)
+    clip = split_dir(data, "testing") / "02"
+    frames = sorted(clip.iterdir())
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for f in frames:
+        writer.write(cv2.imread(str(f)))
+    writer.release()
+    app.upload.value = ({"name": "clip.avi", "content": memoryview(video.read_bytes()), "size": video.stat().st_size,
+                         "type": "video/avi", "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
+    assert "loaded upload clip.avi" in app.status.value and app.video.value is None
+    app.video.value = "01"
+    assert "loaded 01" in app.status.value and app.session.source.name == "01"
