@@ -225,8 +225,8 @@ def normalizer(normal: NormalReference, alpha: float) -> StreamingNormalizer:
 
 
 def _run(model: MNAD, items: torch.Tensor | None, source: FrameSource, size: tuple[int, int],
-         cfg: LocalizeConfig, progress: bool, desc: str) -> dict[str, list]:
-    """Score every frame of one source; keep statistics and model-resolution arrays."""
+         cfg: LocalizeConfig, progress: bool, desc: str, keep: int = 1) -> dict[str, list]:
+    """Score every frame of one source; keep statistics, and the model-resolution arrays of every keep-th frame."""
     if len(source) < model.cfg.t_length:
         raise LocalizeError(f"{source.path} has {len(source)} frames but the model needs at least "
                             f"t_length={model.cfg.t_length}")
@@ -235,10 +235,12 @@ def _run(model: MNAD, items: torch.Tensor | None, source: FrameSource, size: tup
     out: dict[str, list] = {k: [] for k in ("frames", "psnr", "dist", "preds", "targets", "dists")}
     steps = iter_frames(model, items, [source], ecfg)
     n = len(source) - model.cfg.t_length + 1
-    for step in tqdm(steps, total=n, desc=desc, disable=not progress, leave=False):
+    for i, step in enumerate(tqdm(steps, total=n, desc=desc, disable=not progress, leave=False)):
         out["frames"].append(step.frame)
         out["psnr"].append(step.psnr)
         out["dist"].append(step.feature_distance)
+        if i % keep:
+            continue
         out["preds"].append(_u8(step.output))
         out["targets"].append(_u8(step.target))
         mem = step.memory
@@ -248,19 +250,26 @@ def _run(model: MNAD, items: torch.Tensor | None, source: FrameSource, size: tup
 
 def fit_normal(model: MNAD, items: torch.Tensor | None, videos: FrameSource | list[FrameSource],
                cfg: LocalizeConfig, size: tuple[int, int] | None = None, progress: bool = False) -> NormalReference:
-    """Score normal videos (training split or a normal stretch) into a NormalReference."""
+    """Score normal videos (training split or a normal stretch) into a NormalReference.
+
+    Every frame's PSNR and distance are kept; of the maps, which the pixel thresholds take a
+    percentile of, every k-th frame's so that at most MAX_CALIBRATION_MAPS stay in memory.
+    """
     videos = [videos] if isinstance(videos, FrameSource) else list(videos)
     if not videos:
         raise LocalizeError("fit_normal needs at least one normal video")
     size = size or cfg.size
     if size is None:
         raise LocalizeError("fit_normal needs the model input size (cfg.size or size=)")
-    parts = [_run(model, items, v, size, cfg, progress, "normal frames") for v in videos]
+    scored = sum(max(0, len(v) - model.cfg.t_length + 1) for v in videos)
+    keep = max(1, math.ceil(scored / MAX_CALIBRATION_MAPS))
+    parts = [_run(model, items, v, size, cfg, progress, "normal frames", keep) for v in videos]
     cat = {k: [x for p in parts for x in p[k]] for k in parts[0]}
     return NormalReference(np.asarray(cat["psnr"]), np.asarray(cat["dist"]), cat["preds"], cat["targets"], cat["dists"],
                            ", ".join(v.name for v in videos))
 
 
+MAX_CALIBRATION_MAPS = 1000  # normal frames whose maps are kept for pixel thresholds (0.4 GB at 256x256)
 FEW_CALIBRATION_FRAMES = 20  # fewer scored normal frames than this give rough thresholds: the CLI warns
 
 

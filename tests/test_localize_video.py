@@ -25,7 +25,8 @@ from mnadlib.config import ModelConfig
 from mnadlib.data import list_videos, load_masks, split_dir
 from mnadlib.frames import FrameSource, frames_to_video, open_source
 from mnadlib.localize import LocalizeError
-from mnadlib.localize_eval import FORK, OURS, format_table, localization_metrics
+from mnadlib import localize_video
+from mnadlib.localize_eval import FORK, FORK_NAME, OURS, OURS_NAME, default_modes, format_table, localization_metrics
 from mnadlib.localize_output import check_masks, write_outputs
 from mnadlib.model import MNAD
 from mnadlib.localize_video import (FrameRange, LocalizeConfig, fit_normal, fit_on_frames, load_model, localize,
@@ -151,6 +152,27 @@ def test_localization_metrics_fork_vs_ours(data, ckpt):
         assert 0 <= row["pixel_auroc"] <= 1 and 0 <= row["ucsd_auc"] <= 1
         assert 0 <= row["rbdc"] <= 1 and 0 <= row["tbdc"] <= 1 and 0 <= row["peak_in_mask_auc"] <= 1
     assert "| fork |" in format_table(table) and "peak-in-mask" in format_table(table)
+
+
+def test_localization_metrics_of_a_model_without_memory_leave_out_the_memory_map(data, tmp_path):
+    torch.manual_seed(0)
+    nomem = save_checkpoint(tmp_path / "nomem.pt", MNAD(ModelConfig(width=0.0625, use_memory=False)).eval(), None,
+                            train_config={"size": list(SIZE)})
+    model, items, size = load_model(nomem)
+    table = localization_metrics(model, items, data, size)
+    assert FORK_NAME in table and OURS_NAME in table and not any("memory" in name for name in table)
+    with pytest.raises(LocalizeError, match="needs a model with memory"):  # asked for explicitly, it is refused
+        localization_metrics(model, items, data, size, default_modes(memory=True))
+
+
+def test_fit_normal_keeps_every_frames_statistics_but_at_most_max_calibration_maps(setup, data, monkeypatch):
+    model, items, full = setup[:3]
+    monkeypatch.setattr(localize_video, "MAX_CALIBRATION_MAPS", 7)
+    capped = fit_normal(model, items, list_videos(split_dir(data, "training")), LocalizeConfig(size=SIZE))
+    assert len(full.psnr) == len(capped.psnr) == 20 and len(full.preds) == 20  # two videos of 14 frames, t_length 5
+    assert len(capped.preds) == len(capped.targets) == len(capped.dists) == 8  # frames 0, 3, 6, 9 of each video's 10
+    assert np.array_equal(capped.preds[1], full.preds[3]) and np.array_equal(capped.preds[4], full.preds[10])
+    assert np.array_equal(capped.psnr, full.psnr)
 
 
 def test_frame_range_and_parse_range(setup):
