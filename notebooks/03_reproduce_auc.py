@@ -100,9 +100,9 @@ t0 = time.time()
 
 # %%
 run = pipeline.run_folder(out_dir)
-ds = pipeline.prepare_dataset(Path(data_root) if data_root else run.data, dataset, generate=not data_root, labels=labels)
 ckpt = None if original_model else pipeline.resolve_checkpoint(checkpoint, method, run, dataset)
 main = pipeline.load_model(ckpt, method, original_model, original_keys, resolve_device(device), original_size)
+ds = pipeline.prepare_dataset(Path(data_root) if data_root else run.data, dataset, generate=not data_root, labels=labels)
 alpha = alpha if alpha >= 0 else preset("paper", method).eval.alpha
 cfg = pipeline.eval_config(alpha, main.size, update=True, device=device, th=th)
 videos = ds.videos("testing")

@@ -55,8 +55,8 @@ method: str = "pred"  # what the checkpoint holds: pred or recon
 checkpoint: str = ""  # absolute path of our model.pt; empty: <out_dir>/train/<method>_mem/model.pt or the committed weights
 alpha: float = -1.0  # weight of PSNR in the regularity score; negative: the paper's (0.6 pred, 0.7 recon)
 th: float = 0.01  # test-time memory update when a frame's point score is below this (the paper: 0.01)
-examples: int = 3  # example frames: the lowest-scored anomalous frames and the most normal-looking one
-tsne_frames: int = 20  # clips whose queries enter the t-SNE (h*w queries each)
+examples: int = 3  # example frames: the lowest-scored anomalous frames and the most normal-looking one; 0: none
+tsne_frames: int = 20  # clips whose queries enter the t-SNE (h*w queries each); 0: no t-SNE
 show_videos: int = 6  # test videos in the regularity-score figure (0: all)
 svg: bool = True  # also write an SVG beside each PNG
 seed: int = 0  # seed of the t-SNE
@@ -69,6 +69,9 @@ out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib-runs/
 from mnadlib.pipeline import check_params
 
 params = check_params(globals(), paths=("data_root", "out_dir"), existing=("checkpoint",))
+for name in ("examples", "tsne_frames", "show_videos"):
+    if params[name] < 0:
+        raise ValueError(f"{name} must be 0 or more, got {params[name]}")
 
 # %%
 import json
@@ -85,8 +88,8 @@ t0 = time.time()
 
 # %%
 run = pipeline.run_folder(out_dir)
-ds = pipeline.prepare_dataset(Path(data_root) if data_root else run.data, dataset, generate=not data_root)
 main = pipeline.load_model(pipeline.resolve_checkpoint(checkpoint, method, run, dataset), method, device=resolve_device(device))
+ds = pipeline.prepare_dataset(Path(data_root) if data_root else run.data, dataset, generate=not data_root)
 alpha = alpha if alpha >= 0 else preset("paper", method).eval.alpha
 cfg = pipeline.eval_config(alpha, main.size, update=True, device=device, th=th)
 variant = pipeline.variant_name(method, main.items is not None)
@@ -120,12 +123,13 @@ figures += viz.save_and_display(viz.roc_curves(curves), run.figures / "05_roc", 
 # ## Example frames: the real frame (anomaly outlined), the model's output and the error map
 
 # %%
-picks = pipeline.pick_examples(result, examples)
-steps = pipeline.collect_steps(main, videos, cfg, picks)
+picks = pipeline.pick_examples(result, examples) if examples else []
+steps = pipeline.collect_steps(main, videos, cfg, picks) if picks else []
 by_name = {v.name: v for v in videos}
 masks = [None if (m := load_masks(ds.path, by_name[s.video])) is None else m[s.frame] for s in steps]
 titles = [f"{s.video}/{s.frame} score {result.videos[s.video].score[result.videos[s.video].frames.index(s.frame)]:.2f}" for s in steps]
-figures += viz.save_and_display(viz.example_frames(steps, titles, masks), run.figures / "05_examples", svg)
+if steps:
+    figures += viz.save_and_display(viz.example_frames(steps, titles, masks), run.figures / "05_examples", svg)
 
 # %% [markdown]
 # ## t-SNE of queries, coloured by their nearest memory item
@@ -133,7 +137,7 @@ figures += viz.save_and_display(viz.example_frames(steps, titles, masks), run.fi
 # With memory, queries gather around the items they read from (the paper's Fig. 6).
 
 # %%
-if main.items is not None:
+if main.items is not None and tsne_frames:
     queries, nearest = pipeline.sample_queries(main, videos, tsne_frames)
     figures += viz.save_and_display(viz.tsne_queries(queries, nearest, main.items.cpu().numpy(), seed=seed), run.figures / "05_tsne", svg)
 
@@ -159,4 +163,4 @@ print(f"wrote {out}")
 for f in figures:
     print(" ", f)
 assert len(steps) == len(picks) and all(f.is_file() and f.stat().st_size > 0 for f in figures)
-assert len(figures) >= (3 + (main.items is not None)) * (1 + svg)
+assert len(figures) >= (2 + bool(steps) + (main.items is not None and tsne_frames > 0)) * (1 + svg)

@@ -159,8 +159,10 @@ def test_checkpoint_of_the_other_method_is_refused(tmp_path: Path) -> None:
     cfg = ModelConfig(method="pred", width=0.125)
     ckpt = save_checkpoint(tmp_path / "pred.pt", MNAD(cfg), torch.nn.functional.normalize(torch.rand(10, cfg.fdim), dim=1),
                            train_config={"size": [32, 32]})
-    err = _run("03_reproduce_auc", tmp_path, method="recon", checkpoint=str(ckpt))
-    assert err.ename == "CheckpointError" and "holds a 'pred' model, not 'recon'" in err.evalue
+    for name in ("03_reproduce_auc", "05_result_figures"):
+        err = _run(name, tmp_path, method="recon", checkpoint=str(ckpt))
+        assert err.ename == "CheckpointError" and "holds a 'pred' model, not 'recon'" in err.evalue
+        assert not (tmp_path / "run" / "data").exists()  # refused before synthped is generated
 
 
 def test_03_reproduces_the_authors_auc_with_their_pickles(tmp_path: Path, parity: Path) -> None:
