@@ -1,7 +1,7 @@
 """Command line: ``python -m mnadlib synth | train | evaluate | convert | localize | bench | seeds | inject``.
 
 Flags map onto the configuration dataclasses; the stable interface is documented in the README
-and in ``shared/DESIGN.md``. Errors from bad input print one clear line and exit with status 2.
+and in ``../shared/DESIGN.md``. Errors from bad input print one clear line and exit with status 2.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ from .runlog import RunLocked, attempt_path, hold, read_manifest, write_manifest
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = ("01_prepare_data", "02_train", "03_reproduce_auc", "05_result_figures")
 SMOKE = {"epochs": 1, "max_steps": 2, "min_auc": 0.0, "tsne_frames": 4, "svg": False}
-CLAIM_AUC = 0.70  # 03 asserts this frame AUC on synthped with the cpu preset (lowest over seeds 0-4: 0.718, README)
+CLAIM_AUC = 0.70  # 03 asserts this frame AUC on synthped with the cpu preset (lowest over seeds 0-4: 0.718, docs/frame_auc.md)
 SET_BY_RUN = {  # notebook parameters the pipeline sets itself, with the option that sets them
     "out_dir": "--name and --runs-dir", "dataset": "--dataset", "data_root": "--data-root",
     "checkpoint": "nothing: 03 and 05 evaluate the run's own <method>_mem model", "use_memory": "--variants",

@@ -408,7 +408,7 @@ def write_dataset(out_root: str | Path, name: str, write: Callable[[Path], list[
     taken = occupied(target)
     if (taken or labels_file.exists()) and written_meta(target) is None:
         raise FileExistsError(f"{target if taken else labels_file} exists and was not written by mnadlib, so it is "
-                              "never replaced: give the dataset another name, or another output folder")
+                              "never replaced: write to another output folder (--out), or, with inject, give another --name")
     if taken and not overwrite:
         raise FileExistsError(f"{target} exists and is not empty; pass overwrite=True (--overwrite on the command line) to replace it")
     root.mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,8 @@
 # evaluate --checkpoint`), `history.json` with per-epoch losses and memory usage, and shows the
 # loss curves and how often each memory item is the nearest one to a query. A resumable
 # `checkpoint.pt` is written after every epoch; with `resume=True` an interrupted training
-# continues after its last epoch, to the same weights (`python -m mnadlib.reproduce --resume`
-# sets it).
+# continues after its last epoch, to the same weights (`python -m mnadlib.reproduce` always sets
+# it, which is what lets its `--resume` continue a training).
 #
 # **Paths.** Every path is a parameter and must be absolute; `out_dir` left empty is
 # `<system temp dir>/mnadlib-runs/default`, shared with the other notebooks (run 01 first, or the
