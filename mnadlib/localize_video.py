@@ -252,8 +252,11 @@ def fit_normal(model: MNAD, items: torch.Tensor | None, videos: FrameSource | li
                cfg: LocalizeConfig, size: tuple[int, int] | None = None, progress: bool = False) -> NormalReference:
     """Score normal videos (training split or a normal stretch) into a NormalReference.
 
-    Every frame's PSNR and distance are kept; of the maps, which the pixel thresholds take a
-    percentile of, every k-th frame's so that at most MAX_CALIBRATION_MAPS stay in memory.
+    Normal footage of more than MAX_CALIBRATION_FRAMES frames (Avenue's or ShanghaiTech's training
+    split) is cut to each video's leading stretch, an equal share of that budget, so that loading
+    does not take a pass over every training frame. Every scored frame's PSNR and distance are
+    kept; of the maps, which the pixel thresholds take a percentile of, every k-th frame's, so that
+    at most MAX_CALIBRATION_MAPS stay in memory.
     """
     videos = [videos] if isinstance(videos, FrameSource) else list(videos)
     if not videos:
@@ -261,6 +264,9 @@ def fit_normal(model: MNAD, items: torch.Tensor | None, videos: FrameSource | li
     size = size or cfg.size
     if size is None:
         raise LocalizeError("fit_normal needs the model input size (cfg.size or size=)")
+    if sum(map(len, videos)) > MAX_CALIBRATION_FRAMES:
+        share = max(model.cfg.t_length + 1, MAX_CALIBRATION_FRAMES // len(videos))
+        videos = [FrameRange(v, 0, share) if len(v) > share else v for v in videos]
     scored = sum(max(0, len(v) - model.cfg.t_length + 1) for v in videos)
     keep = max(1, math.ceil(scored / MAX_CALIBRATION_MAPS))
     parts = [_run(model, items, v, size, cfg, progress, "normal frames", keep) for v in videos]
@@ -269,6 +275,7 @@ def fit_normal(model: MNAD, items: torch.Tensor | None, videos: FrameSource | li
                            ", ".join(v.name for v in videos))
 
 
+MAX_CALIBRATION_FRAMES = 5000  # normal frames scored for calibration, at most (more than Ped2's 2,550 training frames)
 MAX_CALIBRATION_MAPS = 1000  # normal frames whose maps are kept for pixel thresholds (0.4 GB at 256x256)
 FEW_CALIBRATION_FRAMES = 20  # fewer scored normal frames than this give rough thresholds: the CLI warns
 

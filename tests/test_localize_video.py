@@ -165,7 +165,7 @@ def test_localization_metrics_of_a_model_without_memory_leave_out_the_memory_map
         localization_metrics(model, items, data, size, default_modes(memory=True))
 
 
-def test_fit_normal_keeps_every_frames_statistics_but_at_most_max_calibration_maps(setup, data, monkeypatch):
+def test_fit_normal_caps_the_frames_it_scores_and_the_maps_it_keeps(setup, data, monkeypatch):
     model, items, full = setup[:3]
     monkeypatch.setattr(localize_video, "MAX_CALIBRATION_MAPS", 7)
     capped = fit_normal(model, items, list_videos(split_dir(data, "training")), LocalizeConfig(size=SIZE))
@@ -173,6 +173,10 @@ def test_fit_normal_keeps_every_frames_statistics_but_at_most_max_calibration_ma
     assert len(capped.preds) == len(capped.targets) == len(capped.dists) == 8  # frames 0, 3, 6, 9 of each video's 10
     assert np.array_equal(capped.preds[1], full.preds[3]) and np.array_equal(capped.preds[4], full.preds[10])
     assert np.array_equal(capped.psnr, full.psnr)
+    monkeypatch.setattr(localize_video, "MAX_CALIBRATION_FRAMES", 20)  # 28 frames: each video's first 10 are scored
+    cut = fit_normal(model, items, list_videos(split_dir(data, "training")), LocalizeConfig(size=SIZE))
+    assert len(cut.psnr) == 12 and cut.source == "01_0-10, 02_0-10"  # 6 of each video's 10 frames scored
+    assert np.allclose(cut.psnr[:6], full.psnr[:6]) and np.allclose(cut.psnr[6:], full.psnr[10:16])
 
 
 def test_frame_range_and_parse_range(setup):
