@@ -83,6 +83,8 @@ def list_videos(path: str | os.PathLike) -> list[FrameSource]:
             return [FrameFolder(path)]
         raise DataError(f"{path} holds no videos: expected one sub-folder of frames per video "
                         f"or video files ({', '.join(VIDEO_EXTS)})")
+    if not files and len(dirs) == 1 and dirs[0].name in ("frames", "videos"):  # a split folder, ROOT/ds/training
+        return list_videos(dirs[0])
     splits = sorted(d.name for d in dirs if d.name in ("training", "testing"))
     if splits and not files:
         try:

@@ -101,7 +101,10 @@ class FrameFolder(FrameSource):
         if not self.files:
             subdirs = sorted(p.name for p in path.iterdir() if p.is_dir())
             videos = media_files(path, VIDEO_EXTS)
+            splits = [d for d in subdirs if d in ("training", "testing")]
             hint = (f" It holds videos ({videos[0].name}, ...): give one of them." if videos else
+                    f" It is a dataset folder (it holds {' and '.join(splits)}): give one video's folder in it, "
+                    f"e.g. {path / splits[-1] / 'frames'}/<video>." if splits else
                     f" It holds folders {subdirs[:3]}: give one video's folder, or the split folder that holds "
                     "them (a dataset's training/frames or testing/frames)." if subdirs else "")
             raise DataError(f"video folder {path} holds no frames (expected files ending in "

@@ -225,8 +225,9 @@ def normalizer(normal: NormalReference, alpha: float) -> StreamingNormalizer:
 
 
 def _run(model: MNAD, items: torch.Tensor | None, source: FrameSource, size: tuple[int, int],
-         cfg: LocalizeConfig, progress: bool, desc: str, keep: int = 1) -> dict[str, list]:
-    """Score every frame of one source; keep statistics, and the model-resolution arrays of every keep-th frame."""
+         cfg: LocalizeConfig, progress: bool, desc: str, keep: int = 1, first: int = 0) -> dict[str, list]:
+    """Score every frame of one source; keep statistics, and the model-resolution arrays of every keep-th
+    frame, counting from ``first`` (the frames scored before this source)."""
     if len(source) < model.cfg.t_length:
         raise LocalizeError(f"{source.path} has {len(source)} frames but the model needs at least "
                             f"t_length={model.cfg.t_length}")
@@ -239,7 +240,7 @@ def _run(model: MNAD, items: torch.Tensor | None, source: FrameSource, size: tup
         out["frames"].append(step.frame)
         out["psnr"].append(step.psnr)
         out["dist"].append(step.feature_distance)
-        if i % keep:
+        if (first + i) % keep:
             continue
         out["preds"].append(_u8(step.output))
         out["targets"].append(_u8(step.target))
@@ -269,7 +270,10 @@ def fit_normal(model: MNAD, items: torch.Tensor | None, videos: FrameSource | li
         videos = [FrameRange(v, 0, share) if len(v) > share else v for v in videos]
     scored = sum(max(0, len(v) - model.cfg.t_length + 1) for v in videos)
     keep = max(1, math.ceil(scored / MAX_CALIBRATION_MAPS))
-    parts = [_run(model, items, v, size, cfg, progress, "normal frames", keep) for v in videos]
+    parts, first = [], 0
+    for v in videos:  # every keep-th frame counted over all videos, so at most MAX_CALIBRATION_MAPS maps
+        parts.append(_run(model, items, v, size, cfg, progress, "normal frames", keep, first))
+        first += len(parts[-1]["psnr"])
     cat = {k: [x for p in parts for x in p[k]] for k in parts[0]}
     return NormalReference(np.asarray(cat["psnr"]), np.asarray(cat["dist"]), cat["preds"], cat["targets"], cat["dists"],
                            ", ".join(v.name for v in videos))

@@ -192,7 +192,7 @@ class LocalizationApp:
         self.value = w.FloatLogSlider(float(self.cfg.threshold) if fixed else 0.1, base=10, min=np.log10(lo),
                                       max=np.log10(hi), step=0.05, description="value", disabled=not fixed,
                                       continuous_update=False)
-        self.area = w.IntSlider(0, 0, 2000, step=10, description="min area", continuous_update=False)
+        self.area = w.IntSlider(0, 0, 2000, step=1, description="min area", continuous_update=False)
         self.alpha = w.FloatSlider(self.cfg.alpha, min=0, max=1, step=0.05, description="alpha", continuous_update=False)
         self.largest = w.Checkbox(self.cfg.largest_only, description="largest region only")
         self.images = {k: w.Image(format="png", layout=w.Layout(width="32%")) for k in ("frame", "prediction", "heat")}
@@ -230,8 +230,12 @@ class LocalizationApp:
 
     def _load_model(self, checkpoint: str | Path, size: tuple[int, int] | None) -> None:
         """Load the checkpoint (refusing another size) and calibrate on the dataset's training split."""
-        self.model, self.items, s = load_model(checkpoint, size)
-        self.cfg = dataclasses.replace(self.cfg, size=s)
+        model, items, s = load_model(checkpoint, size)
+        if items is None:  # no memory, no memory map to offer
+            if self.cfg.map_kind == "memory":
+                raise LocalizeError(f"map kind 'memory' needs a model with memory; {checkpoint} has none")
+            self.kind.options = [k for k in self.kind.options if k != "memory"]
+        self.model, self.items, self.cfg = model, items, dataclasses.replace(self.cfg, size=s)
         if self.root:
             self.normal = fit_normal(self.model, self.items, list_videos(split_dir(self.root, "training")), self.cfg)
 

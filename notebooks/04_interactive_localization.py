@@ -129,8 +129,9 @@ assert session is not None, f"the app could not load a video: {app.status.value}
 res = session.result
 shown = int(res.frames[np.argmin(res.regularity)]) if frame < 0 else frame
 if shown not in res.frames:
+    why = " (a prediction model scores a frame from the ones before it)" if 0 <= shown < res.frames[0] else ""
     raise ValueError(f"frame {frame} of video {session.source.name} has no score: the scored frames are "
-                     f"{res.frames[0]}..{res.frames[-1]} (a prediction model scores a frame from the ones before it)")
+                     f"{res.frames[0]}..{res.frames[-1]}{why}")
 view = frame_view(session, shown, height=240)
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
 for ax, (name, img) in zip(axes, view.items()):

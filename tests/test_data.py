@@ -462,3 +462,6 @@ def test_a_dataset_folder_given_as_a_video_folder_names_its_split(tmp_path):
     with pytest.raises(DataError, match=r"ds is a dataset folder \(it holds testing and training\).*ds/training/frames"):
         list_videos(tmp_path / "ds")
     assert [v.name for v in list_videos(tmp_path / "ds" / "training" / "frames")] == ["01"]
+    assert [v.name for v in list_videos(tmp_path / "ds" / "training")] == ["01"]  # the split, above its frames/
+    with pytest.raises(DataError, match=r"ds holds no frames .* It is a dataset folder \(it holds testing and training\)"):
+        open_source(tmp_path / "ds")

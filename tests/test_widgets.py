@@ -193,3 +193,19 @@ def test_after_an_upload_the_earlier_test_video_can_be_chosen_again(data, ckpt, 
     assert "loaded upload clip.avi" in app.status.value and app.video.value is None
     app.video.value = "01"
     assert "loaded 01" in app.status.value and app.session.source.name == "01"
+
+
+def test_a_model_without_memory_is_offered_no_memory_map(data, tmp_path):
+    import torch
+
+    from mnadlib.checkpoint import save_checkpoint
+    from mnadlib.config import ModelConfig
+    from mnadlib.model import MNAD
+
+    torch.manual_seed(0)
+    nomem = save_checkpoint(tmp_path / "nomem.pt", MNAD(ModelConfig(width=0.0625, use_memory=False)).eval(), None,
+                            train_config={"size": [32, 32]})
+    app = LocalizationApp(nomem, data, out_dir=tmp_path)
+    assert tuple(app.kind.options) == ("ssim", "error") and "loaded 01" in app.status.value
+    refused = LocalizationApp(nomem, data, out_dir=tmp_path, cfg=LocalizeConfig(map_kind="memory"))
+    assert "needs a model with memory" in refused.status.value and refused.session is None
