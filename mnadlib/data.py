@@ -103,14 +103,14 @@ def list_videos(path: str | os.PathLike) -> list[FrameSource]:
 
 
 def split_dir(dataset_root: str | os.PathLike, split: str) -> Path:
-    """The folder holding one split's videos: ``split/frames``, ``split/videos``, ``split``, or UCSD's."""
+    """The folder holding one split's videos: ``split/frames``, ``split/videos``, ``split``, UCSD's or CUHK Avenue's."""
     root = Path(dataset_root)
     if split not in ("training", "testing"):
         raise DataError(f"split must be 'training' or 'testing', got {split!r}")
     if not root.is_dir():
         raise DataError(f"dataset root {root} does not exist; pass ROOT/<dataset> (e.g. ROOT/ped2)")
     ucsd = root / ("Train" if split == "training" else "Test")
-    tried = [root / split / "frames", root / split / "videos", root / split, ucsd]
+    tried = [root / split / "frames", root / split / "videos", root / split, ucsd, root / f"{split}_videos"]  # CUHK Avenue's
     for cand in tried:
         if cand.is_dir() and any(
             (p.is_dir() or p.suffix.lower() in VIDEO_EXTS) and not p.name.startswith(".")
@@ -118,7 +118,8 @@ def split_dir(dataset_root: str | os.PathLike, split: str) -> Path:
         ):
             return cand
     raise DataError(f"no {split} videos under {root}; tried " + ", ".join(map(str, tried))
-                    + ". Lay the dataset out as ROOT/<dataset>/{training,testing}/frames/<video>/")
+                    + ". Lay the dataset out as ROOT/<dataset>/{training,testing}/frames/<video>/ (or video files "
+                    "in ROOT/<dataset>/{training,testing}/videos/)")
 
 
 FRAME_CACHE_MIB = 1024  # resized frames a ClipDataset keeps by default, so a frame is decoded once, not once per clip and epoch
@@ -229,11 +230,12 @@ def split_labels(flat: np.ndarray, lengths: dict[str, int] | Iterable[tuple[str,
         if arr.size < total:
             hit = [name for (name, _), end in zip(pairs, ends) if end > arr.size]
             effect = f"videos {hit} would get truncated or no labels"
+            same = [name for name, n in pairs if n == total - arr.size]
+            hint = f" The difference equals the length of {same}: is that a video the labels do not cover?" if same else ""
         else:
             effect = (f"{arr.size - total} labels would be left over; if a video is missing "
                       "from the folder, every video after it would get another video's labels")
-        same = [name for name, n in pairs if n == abs(arr.size - total)]
-        hint = f" The difference equals the length of {same}." if same else ""
+            hint = f" Is a test video of {arr.size - total} frames missing?"
         raise DataError(f"{source}: {arr.size} labels but the test videos have {total} frames "
                         f"({dict(pairs)}); {effect}.{hint} Use the label file of this dataset and "
                         "make sure every test video is present and complete.")

@@ -151,7 +151,9 @@ class Dataset:
     def test_labels(self, videos: Sequence[FrameSource] | None = None) -> dict[str, np.ndarray]:
         """Per-video frame labels of the test split; DataError when the label file is missing."""
         if self.labels is None:
-            raise DataError(f"no frame_labels_{self.name}.npy beside {self.path}; put the authors' label file there")
+            looked = " or ".join(p.name for p in label_candidates(self.path.parent, self.name))
+            raise DataError(f"no {looked} beside {self.path}: put the authors' label file there, or give its path "
+                            "(labels= in a notebook, -p labels PATH to python -m mnadlib.reproduce)")
         videos = self.videos("testing") if videos is None else videos
         return load_labels(self.labels, [(v.name, len(v)) for v in videos])
 
@@ -159,7 +161,7 @@ class Dataset:
 def prepare_dataset(data_root: str | Path, name: str, synth_preset: str | synth.SynthPreset | None = None, seed: int = 0,
                     generate: bool = True, labels: str | Path = "", footage: str | Path = "",
                     inject_cfg: InjectConfig | None = None, overwrite: bool = False) -> Dataset:
-    """Locate ``data_root/name`` and its labels (``labels``, else ``data_root/frame_labels_<name>.npy``).
+    """Locate ``data_root/name`` and its labels (``labels``, else :func:`label_candidates` in ``data_root``).
 
     With ``generate``, a missing synthped is generated, and with ``footage`` (a video of a normal
     scene) a missing ``name`` is written from it by :func:`mnadlib.inject.inject` with ``inject_cfg``
@@ -190,10 +192,19 @@ def prepare_dataset(data_root: str | Path, name: str, synth_preset: str | synth.
     elif not (root / name).is_dir():
         raise DataError(f"dataset folder {root / name} does not exist; download {name} and lay it out as "
                         f"{root}/{name}/{{training,testing}}/frames/<video>/ (see the README), or use synthped")
-    found = Path(labels) if labels else root / f"frame_labels_{name}.npy"
-    if labels and not found.is_file():
-        raise DataError(f"label file {found} does not exist")
-    return Dataset(name, root / name, found if found.is_file() else None)
+    if labels:
+        if not Path(labels).is_file():
+            raise DataError(f"label file {labels} does not exist")
+        return Dataset(name, root / name, Path(labels))
+    found = [p for p in label_candidates(root, name) if p.is_file()]
+    return Dataset(name, root / name, found[0] if found else None)
+
+
+def label_candidates(root: Path, name: str) -> list[Path]:
+    """Where a dataset's labels are looked for: ``frame_labels_<name>.npy``, then under its paper key
+    (``frame_labels_ped2.npy`` beside ``UCSDped2``), as the authors ship them."""
+    key = known_dataset(name)
+    return [root / f"frame_labels_{n}.npy" for n in dict.fromkeys([name] + ([key] if key else []))]
 
 
 class DatasetConflict(DataError):

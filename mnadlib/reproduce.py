@@ -72,6 +72,10 @@ def next_step(exc: PipelineError, out: Path) -> str:
     if exc.ename == "ConfigError" or exc.evalue.startswith("bad notebook parameters"):
         return ("a run keeps the parameters it started with, so --resume cannot fix this: start a new run "
                 "with corrected -p values")
+    if exc.ename == "AssertionError" and "differ from the published" in exc.evalue:
+        return ("if the download is incomplete, complete it and continue with: python -m mnadlib.reproduce --resume "
+                f"{out}; to run on part of the dataset, rename its folder and start a new run with that --dataset "
+                "(a run keeps its --dataset)")
     if exc.ename == "DatasetConflict":
         return ("a run keeps its --dataset and --data-root, so --resume cannot fix this: start a new run with "
                 "another --dataset or --data-root (or none: each run then generates its own data)")

@@ -59,6 +59,7 @@ generate: bool = True  # synthped (or footage): write the dataset when data_root
 overwrite: bool = True  # replace a synthped or injected dataset of another preset, seed or footage (never data mnadlib did not write)
 synth_preset: str = "small"  # synthped size: small (minutes on a CPU) or full (Ped2's counts and frame size)
 seed: int = 0  # synthped generator seed; with footage, the seed of the injected anomalies
+labels: str = ""  # absolute path of the frame labels .npy; empty: frame_labels_<dataset>.npy (or of its paper name, e.g. ped2 for UCSDped2) beside the dataset
 footage: str = ""  # absolute path of a video (or frame folder) of a normal scene to inject anomalies into; empty: none
 show_videos: int = 12  # test videos shown in the sample-frame figure (0: all)
 out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib-runs/default
@@ -66,7 +67,7 @@ out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib-runs/
 # %%
 from mnadlib.pipeline import check_params
 
-params = check_params(globals(), paths=("data_root", "out_dir"), existing=("footage",))
+params = check_params(globals(), paths=("data_root", "out_dir"), existing=("footage", "labels"))
 
 # %%
 import time
@@ -87,7 +88,8 @@ print(f"run folder: {run.root}\ndata root:  {root}")
 # ## Generate or locate the dataset, then validate it
 
 # %%
-ds = pipeline.prepare_dataset(root, dataset, synth_preset, seed, generate, footage=footage, overwrite=overwrite)
+ds = pipeline.prepare_dataset(root, dataset, synth_preset, seed, generate, labels=labels, footage=footage,
+                              overwrite=overwrite)
 summary = validate_layout(ds.path, ds.labels)
 counts = pipeline.layout_counts(summary)
 for split in ("training", "testing"):
@@ -95,7 +97,7 @@ for split in ("training", "testing"):
     print(f"{split:9s} {summary[split]['videos']:4d} videos {summary[split]['frames']:7d} frames "
           f"(shortest {min(lengths.values())}, longest {max(lengths.values())})")
 print("frame size (H, W):", summary["frame_size"])
-print("labels:", summary.get("labels", f"none: frame_labels_{dataset}.npy is missing beside {ds.path}"))
+print("labels:", summary.get("labels", "none"))
 for warning in summary["warnings"]:
     print("warning:", warning)
 
@@ -108,10 +110,11 @@ figures = viz.save_and_display(viz.frames_with_masks(frames, masks, titles), run
 
 # %% [markdown]
 # ## Frame labels of each test video (red: anomalous)
+#
+# The AUC notebooks need them, so a dataset without a label file stops here, before any training.
 
 # %%
-if ds.labels is not None:
-    figures += viz.save_and_display(viz.label_timeline(ds.test_labels()), run.figures / f"01_{dataset}_labels")
+figures += viz.save_and_display(viz.label_timeline(ds.test_labels()), run.figures / f"01_{dataset}_labels")
 
 # %% [markdown]
 # ## Results

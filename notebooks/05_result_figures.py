@@ -62,13 +62,14 @@ svg: bool = True  # also write an SVG beside each PNG
 seed: int = 0  # seed of the t-SNE
 device: str = "auto"  # auto, cpu, cuda or mps
 dataset: str = "synthped"  # dataset folder under data_root: synthped, ped2, avenue or shanghai
+labels: str = ""  # absolute path of the frame labels .npy; empty: frame_labels_<dataset>.npy (or of its paper name, e.g. ped2 for UCSDped2) beside the dataset
 data_root: str = ""  # absolute folder holding <dataset>/ and frame_labels_<dataset>.npy (run 01 to write one); empty: <out_dir>/data, where a missing synthped is generated
 out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib-runs/default
 
 # %%
 from mnadlib.pipeline import check_params
 
-params = check_params(globals(), paths=("data_root", "out_dir"), existing=("checkpoint",))
+params = check_params(globals(), paths=("data_root", "out_dir"), existing=("checkpoint", "labels"))
 for name in ("examples", "tsne_frames", "show_videos"):
     if params[name] < 0:
         raise ValueError(f"{name} must be 0 or more, got {params[name]}")
@@ -89,7 +90,7 @@ t0 = time.time()
 # %%
 run = pipeline.run_folder(out_dir)
 main = pipeline.load_model(pipeline.resolve_checkpoint(checkpoint, method, run, dataset), method, device=resolve_device(device))
-ds = pipeline.prepare_dataset(Path(data_root) if data_root else run.data, dataset, generate=not data_root)
+ds = pipeline.prepare_dataset(Path(data_root) if data_root else run.data, dataset, generate=not data_root, labels=labels)
 alpha = alpha if alpha >= 0 else preset("paper", method).eval.alpha
 cfg = pipeline.eval_config(alpha, main.size, update=True, device=device, th=th)
 variant = pipeline.variant_name(method, main.items is not None)

@@ -256,8 +256,13 @@ def test_labels_errors():
     lengths = [("01", 3), ("02", 4)]
     with pytest.raises(DataError, match=r"5 labels but the test videos have 7 frames.*'02'"):
         split_labels(np.zeros((1, 5)), lengths)
-    with pytest.raises(DataError, match=r"9 labels.*7 frames.*left over"):
+    with pytest.raises(DataError, match=r"9 labels.*7 frames.*left over.* Is a test video of 2 frames missing\?"):
         split_labels(np.zeros(9), lengths)
+    with pytest.raises(DataError, match=r"The difference equals the length of \['01'\]: is that a video the labels"):
+        split_labels(np.zeros(4), lengths)
+    with pytest.raises(DataError) as missing:  # 3 labels too many: no present video named as the cause
+        split_labels(np.zeros(10), lengths)
+    assert "difference equals" not in str(missing.value) and "Is a test video of 3 frames missing?" in str(missing.value)
     with pytest.raises(DataError, match="shape"):
         split_labels(np.zeros((2, 7)), lengths)
     with pytest.raises(DataError, match="shape"):
@@ -465,3 +470,12 @@ def test_a_dataset_folder_given_as_a_video_folder_names_its_split(tmp_path):
     assert [v.name for v in list_videos(tmp_path / "ds" / "training")] == ["01"]  # the split, above its frames/
     with pytest.raises(DataError, match=r"ds holds no frames .* It is a dataset folder \(it holds testing and training\)"):
         open_source(tmp_path / "ds")
+
+
+def test_cuhk_avenue_release_folders_are_split_folders(tmp_path):
+    root = tmp_path / "CUHK_Avenue"
+    for split in ("training", "testing"):
+        write_frames(root / f"{split}_videos" / "01", 3)
+    assert split_dir(root, "training") == root / "training_videos" and split_dir(root, "testing") == root / "testing_videos"
+    with pytest.raises(DataError, match=r"or video files in ROOT/<dataset>/\{training,testing\}/videos/"):
+        split_dir(tmp_path / "CUHK_Avenue" / "training_videos", "training")

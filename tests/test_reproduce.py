@@ -298,3 +298,25 @@ def test_pick_examples_and_tables() -> None:
     ucsd = pipeline.table1({"pred": {"UCSDped2": 96.1}})[-1]
     assert ucsd == {"source": "measured here", "method": "pred", "ped2": 96.1}
     assert pipeline.table1_columns("UCSDped2") == pipeline.table1_columns("ped2") == ("source", "method", "ped2", "avenue", "shanghai")
+
+
+def test_labels_are_found_under_the_papers_name_and_missing_ones_say_where_they_were_looked_for(tmp_path: Path) -> None:
+    import numpy as np
+
+    for split in ("training", "testing"):
+        (tmp_path / "UCSDped2" / split).mkdir(parents=True)
+    np.save(tmp_path / "frame_labels_ped2.npy", np.zeros((1, 3)))
+    assert pipeline.prepare_dataset(tmp_path, "UCSDped2", generate=False).labels == tmp_path / "frame_labels_ped2.npy"
+    np.save(tmp_path / "frame_labels_UCSDped2.npy", np.zeros((1, 3)))  # the folder's own name comes first
+    assert pipeline.prepare_dataset(tmp_path, "UCSDped2", generate=False).labels == tmp_path / "frame_labels_UCSDped2.npy"
+    (tmp_path / "frame_labels_UCSDped2.npy").unlink()
+    (tmp_path / "frame_labels_ped2.npy").unlink()
+    with pytest.raises(DataError, match=r"no frame_labels_UCSDped2.npy or frame_labels_ped2.npy beside .*-p labels PATH"):
+        pipeline.prepare_dataset(tmp_path, "UCSDped2", generate=False).test_labels([])
+
+
+def test_a_published_count_mismatch_advises_resume_for_a_download_and_a_new_run_for_a_rename(tmp_path: Path) -> None:
+    exc = reproduce.PipelineError("notebook 01_prepare_data failed", "AssertionError",
+                                  "ped2 counts {} differ from the published {}: check the download")
+    advice = reproduce.next_step(exc, tmp_path)
+    assert f"--resume {tmp_path}" in advice and "start a new run with that --dataset" in advice
