@@ -22,7 +22,7 @@ from mnadlib import pipeline
 from mnadlib.checkpoint import save_checkpoint
 from mnadlib.config import ModelConfig
 from mnadlib.model import MNAD
-from mnadlib.reproduce import NOTEBOOK_DIR, NOTEBOOKS, current_python_kernel
+from mnadlib.reproduce import NOTEBOOK_DIR, current_python_kernel
 
 ALL_NOTEBOOKS = sorted(p.stem for p in NOTEBOOK_DIR.glob("[0-9]*.py"))  # the pipeline's and 04, the interactive one
 PARAM_LINE = re.compile(r'^[a-z_][a-z0-9_]*: (str|int|float|bool) = ("[^"=]*"|[-0-9.]+|True|False)  # [^=]+$')
