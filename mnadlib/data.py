@@ -301,27 +301,33 @@ def load_masks(dataset_root_or_mask_path: str | os.PathLike, video: FrameSource)
     return masks
 
 
-def validate_video(video: FrameSource, full: bool = False) -> int:
-    """Check a video cheaply (no empty frame files, first and last frames readable) or fully."""
+def validate_video(video: FrameSource, full: bool = False, headers: bool = False) -> int:
+    """Check a video cheaply (no empty frame files, first and last frames readable) or fully;
+    ``headers`` also checks every frame file's size from its image header, which costs no decoding."""
     if isinstance(video, FrameFolder):
         empty = [f for f in video.files if f.stat().st_size == 0]
         if empty:
             raise DataError(f"{len(empty)} empty (0-byte) frame files in {video.path}, e.g. "
                             f"{empty[0]}; re-extract this video's frames")
+        if headers:
+            video.check_sizes()
     for i in range(len(video)) if full else sorted({0, len(video) - 1}):
         video.read(i)
     return len(video)
 
 
 def validate_layout(dataset_root: str | os.PathLike, labels_path: str | os.PathLike | None = None,
-                    full: bool = False) -> dict:
-    """Check both splits (and the label count) and summarise them; known-dataset mismatches are warnings."""
+                    full: bool = False, headers: bool = False) -> dict:
+    """Check both splits (and the label count) and summarise them; known-dataset mismatches are warnings.
+
+    ``full`` decodes every frame; ``headers`` reads every frame file's header for its size (cheap).
+    """
     root = Path(dataset_root)
     summary: dict[str, Any] = {"warnings": []}
     sizes: list[tuple[int, int]] = []
     for split in ("training", "testing"):
         videos = list_videos(split_dir(root, split))
-        lengths = {v.name: validate_video(v, full) for v in videos}
+        lengths = {v.name: validate_video(v, full, headers) for v in videos}
         sizes += [v.frame_size for v in videos]
         summary[split] = {"videos": len(videos), "frames": sum(lengths.values()), "lengths": lengths}
     summary["frame_size"] = sizes[0]

@@ -18,6 +18,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm")
@@ -116,6 +117,18 @@ class FrameFolder(FrameSource):
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def check_sizes(self) -> None:
+        """Check every frame file's size from its image header (no decoding), against frame 0's."""
+        for i, f in enumerate(self.files):
+            try:
+                with Image.open(f) as im:
+                    w, h = im.size
+            except (OSError, UnidentifiedImageError) as exc:
+                raise DataError(f"frame file {f} is unreadable or corrupt ({exc}); re-extract this video's frames") from exc
+            if (h, w) != self.frame_size:
+                raise DataError(f"{self._where(i)} is {w}x{h} but frame 0 is {self.frame_size[1]}x{self.frame_size[0]} "
+                                "(WxH): all frames of a video must have one size; re-extract or resize this video's frames")
 
     def _where(self, i: int) -> str:
         return f"frame file {self.files[i]}"

@@ -90,7 +90,7 @@ print(f"run folder: {run.root}\ndata root:  {root}")
 # %%
 ds = pipeline.prepare_dataset(root, dataset, synth_preset, seed, generate, labels=labels, footage=footage,
                               overwrite=overwrite)
-summary = validate_layout(ds.path, ds.labels)
+summary = validate_layout(ds.path, ds.labels, headers=True)  # every frame's size, from its header
 counts = pipeline.layout_counts(summary)
 for split in ("training", "testing"):
     lengths = summary[split]["lengths"]

@@ -479,3 +479,18 @@ def test_cuhk_avenue_release_folders_are_split_folders(tmp_path):
     assert split_dir(root, "training") == root / "training_videos" and split_dir(root, "testing") == root / "testing_videos"
     with pytest.raises(DataError, match=r"or video files in ROOT/<dataset>/\{training,testing\}/videos/"):
         split_dir(tmp_path / "CUHK_Avenue" / "training_videos", "training")
+
+
+def test_validate_layout_headers_checks_every_frames_size(ds, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(ds, bad)
+    frames = sorted((bad / "testing" / "frames" / "02").iterdir())
+    mid = frames[len(frames) // 2]
+    assert 0 < len(frames) // 2 < len(frames) - 1
+    cv2.imwrite(str(mid), np.zeros((H + 1, W, 3), np.uint8))  # a frame mid-video of another size
+    validate_layout(bad)  # the cheap check reads the first and last frames only
+    with pytest.raises(DataError, match=rf"{mid.name}.* is {W}x{H + 1} but frame 0 is {W}x{H} \(WxH\)"):
+        validate_layout(bad, headers=True)
+    assert validate_layout(ds, headers=True)["testing"]["frames"] == 15
