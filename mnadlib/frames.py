@@ -18,7 +18,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm")
@@ -78,12 +78,14 @@ class FrameSource:
         if self._size is None and i == 0:
             self._size = (img.shape[0], img.shape[1])
         if img.shape[:2] != self.frame_size:
-            raise DataError(
-                f"{self._where(i)} is {img.shape[1]}x{img.shape[0]} but frame 0 is "
-                f"{self.frame_size[1]}x{self.frame_size[0]} (WxH): all frames of a video must "
-                "have one size; re-extract or resize this video's frames"
-            )
+            raise self._size_error(i, img.shape[:2])
         return img
+
+    def _size_error(self, i: int, size: tuple[int, int]) -> DataError:
+        """The error for frame i of (H, W) ``size``, not frame 0's."""
+        return DataError(f"{self._where(i)} is {size[1]}x{size[0]} but frame 0 is {self.frame_size[1]}x"
+                         f"{self.frame_size[0]} (WxH): all frames of a video must have one size; re-extract or "
+                         "resize this video's frames")
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -124,11 +126,10 @@ class FrameFolder(FrameSource):
             try:
                 with Image.open(f) as im:
                     w, h = im.size
-            except (OSError, UnidentifiedImageError) as exc:
+            except OSError as exc:  # PIL's UnidentifiedImageError is one
                 raise DataError(f"frame file {f} is unreadable or corrupt ({exc}); re-extract this video's frames") from exc
             if (h, w) != self.frame_size:
-                raise DataError(f"{self._where(i)} is {w}x{h} but frame 0 is {self.frame_size[1]}x{self.frame_size[0]} "
-                                "(WxH): all frames of a video must have one size; re-extract or resize this video's frames")
+                raise self._size_error(i, (h, w))
 
     def _where(self, i: int) -> str:
         return f"frame file {self.files[i]}"

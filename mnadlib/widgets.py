@@ -289,7 +289,7 @@ class LocalizationApp:
                 self._before_fork = tuple(c.value for c in controls)
             for c, v in zip(controls, (FORK.map_kind, FORK.min_area, FORK.largest_only)):
                 c.value = v
-        elif not fork and self._before_fork is not None:
+        elif self._before_fork is not None:
             for c, v in zip(controls, self._before_fork):
                 c.value = v
             self._before_fork = None
