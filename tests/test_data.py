@@ -494,3 +494,7 @@ def test_validate_layout_headers_checks_every_frames_size(ds, tmp_path):
     with pytest.raises(DataError, match=rf"{mid.name}.* is {W}x{H + 1} but frame 0 is {W}x{H} \(WxH\)"):
         validate_layout(bad, headers=True)
     assert validate_layout(ds, headers=True)["testing"]["frames"] == 15
+    mid.write_bytes(b"not an image")  # a corrupt frame mid-video: the cheap check misses it too
+    validate_layout(bad)
+    with pytest.raises(DataError, match=rf"frame file .*{mid.name} is unreadable or corrupt"):
+        validate_layout(bad, headers=True)
