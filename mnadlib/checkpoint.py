@@ -15,8 +15,11 @@ import io
 import json
 import os
 import pickle
+import re
 import tempfile
 import types
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,42 +44,62 @@ class UnsafeCheckpointError(CheckpointError):
 
 
 _AUTHOR_PREFIX = "model."
-_ALLOWED: dict[str, set[str]] = {
-    "torch._utils": {"_rebuild_tensor_v2", "_rebuild_parameter", "_rebuild_parameter_with_state"},
-    "torch": {"FloatStorage", "DoubleStorage", "HalfStorage", "LongStorage", "IntStorage", "BoolStorage", "ByteStorage"},
+# torch's layers in the pickle become empty stand-ins too: the file may call a class it names, and
+# a real Conv2d(4096, 4096, 3) would allocate its weights at load time.
+_STANDIN_CLASSES: dict[str, set[str]] = {
     "torch.nn.modules.conv": {"Conv2d", "ConvTranspose2d"},
     "torch.nn.modules.batchnorm": {"BatchNorm2d"},
     "torch.nn.modules.activation": {"ReLU", "Tanh"},
     "torch.nn.modules.pooling": {"MaxPool2d"},
     "torch.nn.modules.container": {"Sequential"},
+}
+# Functions are handed out as fresh wrappers: pickle's BUILD can set attributes on any object it
+# holds, and on torch's own function objects that would change them for the whole process.
+_FUNCTIONS: dict[str, set[str]] = {
+    "torch._utils": {"_rebuild_tensor_v2", "_rebuild_parameter", "_rebuild_parameter_with_state"},
+}
+_IMMUTABLE_TYPES: dict[str, set[str]] = {  # built-in types whose attributes cannot be set
     "collections": {"OrderedDict"},
     "builtins": {"set"},
     "__builtin__": {"set"},
 }
-_STANDINS: dict[tuple[str, str], type] = {}
+MAX_UNPACKED_BYTES = 1 << 30  # a gzipped checkpoint unpacking to more is refused: the paper's model is 60 MiB
+_MAX_DEPTH = 32  # module nesting; MNAD's is 3
 
 
-def _standin(module: str, name: str) -> type:
-    """An empty ``nn.Module`` subclass standing for one of the authors' classes (never imports their code)."""
-    key = (module, name)
-    if key not in _STANDINS:
-        _STANDINS[key] = type(name, (nn.Module,), {"__module__": f"mnadlib.standin.{module}"})
-    return _STANDINS[key]
+def _wrapper(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A new function that calls ``fn``: what the pickle does to it stays with this load."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+    return call
 
 
 class _AllowListUnpickler(pickle.Unpickler):
-    """Resolves only allow-listed globals; the authors' ``model.*`` classes become stand-ins."""
+    """Resolves only allow-listed globals; the authors' classes and torch's layers become stand-ins."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._standins: dict[tuple[str, str], type] = {}  # per load, so one file cannot alter another's
 
     def find_class(self, module: str, name: str) -> Any:
-        if module.startswith(_AUTHOR_PREFIX):
-            return _standin(module, name)
-        if name in _ALLOWED.get(module, ()):
+        if module.startswith(_AUTHOR_PREFIX) or name in _STANDIN_CLASSES.get(module, ()):
+            return self._standin(module, name)
+        if name in _FUNCTIONS.get(module, ()):
+            return _wrapper(super().find_class(module, name))
+        if name in _IMMUTABLE_TYPES.get(module, ()):
             return super().find_class(module, name)
         raise UnsafeCheckpointError(
             f"refused to load global '{module}.{name}': it is not on the allow-list of an MNAD "
             "checkpoint, so the file was not unpickled. Only load checkpoints from a source you trust; "
             "if this is a genuine MNAD checkpoint, please report the global name."
         )
+
+    def _standin(self, module: str, name: str) -> type:
+        """An empty ``nn.Module`` subclass standing for a class of the file (its code is never imported)."""
+        key = (module, name)
+        if key not in self._standins:
+            self._standins[key] = type(name, (nn.Module,), {"__module__": f"mnadlib.standin.{module}"})
+        return self._standins[key]
 
 
 def _safe_load(f: io.BytesIO | Path, **kwargs: Any) -> Any:
@@ -90,26 +113,48 @@ _pickle_module.load = _safe_load  # type: ignore[attr-defined]
 
 
 def _read_bytes(path: str | Path) -> bytes:
-    """Read a file, gunzipping it when it is gzip; errors name the file."""
+    """Read a file, gunzipping it when it is gzip (up to MAX_UNPACKED_BYTES); errors name the file."""
     p = Path(path)
+    if p.is_dir():
+        raise CheckpointError(f"{p} is a folder; give the checkpoint file inside it")
     if not p.is_file():
-        raise CheckpointError(f"checkpoint file not found: {p}")
+        what = "is not a regular file" if p.exists() else ("is a broken symlink" if p.is_symlink() else "not found")
+        raise CheckpointError(f"checkpoint file {what}: {p}")
     data = p.read_bytes()
     if not data:
         raise CheckpointError(f"checkpoint file is empty: {p}")
     if data[:2] == b"\x1f\x8b":
         try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as g:
+                data = g.read(MAX_UNPACKED_BYTES + 1)
+        except (OSError, EOFError, zlib.error) as exc:
             raise CheckpointError(f"{p} is a truncated or corrupt gzip file ({exc}); download or copy it again") from exc
+        if len(data) > MAX_UNPACKED_BYTES:
+            raise CheckpointError(f"{p} unpacks to more than {MAX_UNPACKED_BYTES >> 30} GiB, far more than an MNAD "
+                                  "checkpoint (the paper's model is 60 MiB): it is no checkpoint, so it was not read")
     return data
+
+
+def _check_zip(path: str | Path, data: bytes) -> None:
+    """torch does not verify a zip checkpoint's checksums: a damaged file would load wrong weights."""
+    try:
+        bad = zipfile.ZipFile(io.BytesIO(data)).testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+        raise CheckpointError(f"{path} is a damaged zip file ({exc}); copy or re-create it") from exc
+    if bad is not None:
+        raise CheckpointError(f"{path} is damaged: '{bad}' inside it fails its checksum; copy or re-create it")
 
 
 def _torch_load(path: str | Path, weights_only: bool) -> Any:
     """torch.load to CPU with clear errors for truncated or corrupt files."""
     data = _read_bytes(path)
+    if data[:4] == b"PK\x03\x04":
+        _check_zip(path, data)
     kwargs: dict[str, Any] = {"map_location": "cpu", "weights_only": weights_only}
     if not weights_only:
+        if os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "0").lower() not in ("", "0", "false", "no", "off"):
+            raise CheckpointError(f"{path}: TORCH_FORCE_WEIGHTS_ONLY_LOAD is set, which forbids the allow-list "
+                                  "unpickler that reads the authors' whole-model pickles; unset it for this command")
         kwargs["pickle_module"] = _pickle_module
     try:
         return torch.load(io.BytesIO(data), **kwargs)
@@ -121,6 +166,8 @@ def _torch_load(path: str | Path, weights_only: bool) -> Any:
                 "or `python -m mnadlib convert`." if weights_only else
                 "It is neither the authors' model.pth nor their keys.pt, or it is damaged.")
         raise CheckpointError(f"{path} could not be loaded safely: {_reason(exc)}. {what}") from exc
+    except MemoryError as exc:
+        raise CheckpointError(f"{path} needs more memory than is free to load; it is damaged or no MNAD checkpoint") from exc
     except Exception as exc:  # corrupt bytes fail anywhere in the unpickler: IndexError, OverflowError, MemoryError...
         raise CheckpointError(f"{path} is no torch file, or a truncated or corrupt one ({type(exc).__name__}: {exc}); "
                               "copy or re-create it") from exc
@@ -128,6 +175,9 @@ def _torch_load(path: str | Path, weights_only: bool) -> Any:
 
 def _reason(exc: BaseException) -> str:
     """The cause in torch's weights-only error, without its advice to switch the safe loading off."""
+    found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\.\s+Please use|\n|$)", str(exc))
+    if found:
+        return found.group(1).strip().rstrip(".")
     boilerplate = ("Weights only load failed", "Check the documentation", "Please file an issue")
     kept = [p.strip() for p in str(exc).split("\n\n") if p.strip() and not p.strip().startswith(boilerplate)]
     return " ".join(kept).replace("WeightsUnpickler error:", "").strip().rstrip(".") or type(exc).__name__
@@ -135,15 +185,19 @@ def _reason(exc: BaseException) -> str:
 
 def infer_config(state: dict[str, torch.Tensor], method: str | None = None) -> ModelConfig:
     """Derive the model configuration from a state dict's shapes (the authors store no config)."""
-    try:
-        first = state["encoder.moduleConv1.0.weight"]
-        c4 = state["encoder.moduleConv4.3.weight"].shape[0]
-        dec_in = state["decoder.moduleConv.0.weight"].shape[1]
-        up4_out = state["decoder.moduleUpsample4.0.weight"].shape[1]
-        head_in = state["decoder.moduleDeconv1.0.weight"].shape[1]
-        n_channel = state["decoder.moduleDeconv1.6.weight"].shape[0]
-    except KeyError as exc:
-        raise CheckpointError(f"not an MNAD state dict: key {exc} is missing") from None
+    names = ("encoder.moduleConv1.0.weight", "encoder.moduleConv4.3.weight", "decoder.moduleConv.0.weight",
+             "decoder.moduleUpsample4.0.weight", "decoder.moduleDeconv1.0.weight", "decoder.moduleDeconv1.6.weight")
+    for name in names:
+        if name not in state:
+            raise CheckpointError(f"not an MNAD state dict: key '{name}' is missing")
+        if not isinstance(state[name], torch.Tensor) or state[name].dim() != 4 or min(state[name].shape) < 1:
+            raise CheckpointError(f"not an MNAD state dict: '{name}' is no 4-D convolution weight")
+    first = state[names[0]]
+    c4 = state[names[1]].shape[0]
+    dec_in = state[names[2]].shape[1]
+    up4_out = state[names[3]].shape[1]
+    head_in = state[names[4]].shape[1]
+    n_channel = state[names[5]].shape[0]
     layout = "recon" if up4_out == c4 else "pred"
     if method is not None and method != layout:
         raise CheckpointError(f"this checkpoint holds a '{layout}' model, not '{method}': pass --method {layout} "
@@ -161,20 +215,78 @@ def infer_config(state: dict[str, torch.Tensor], method: str | None = None) -> M
 
 
 def check_items(items: Any, cfg: ModelConfig, source: str) -> torch.Tensor:
-    """Validate memory items: a float (M, C) tensor with C the model's feature dimension."""
+    """Validate memory items, a finite float (M, C) tensor with C the model's feature dimension; return them as float32."""
     if not isinstance(items, torch.Tensor) or items.dim() != 2 or not items.is_floating_point():
-        shape = tuple(items.shape) if isinstance(items, torch.Tensor) else type(items).__name__
-        raise CheckpointError(f"{source}: memory items must be a float tensor of shape (M, {cfg.fdim}), got {shape}")
+        got = f"{items.dtype} tensor of shape {tuple(items.shape)}" if isinstance(items, torch.Tensor) else type(items).__name__
+        raise CheckpointError(f"{source}: memory items must be a float tensor of shape (M, {cfg.fdim}), got {got}")
     if items.shape[1] != cfg.fdim or items.shape[0] < 2:
         raise CheckpointError(
             f"{source}: memory items have shape {tuple(items.shape)} but the model needs (M >= 2, {cfg.fdim}); "
             "are these the keys.pt saved with this model?"
         )
-    return items
+    _check_tensor(items, "memory items", source)
+    return items.float()
+
+
+def _check_tensor(t: torch.Tensor, name: str, source: str) -> None:
+    """A tensor must hold its own data (no stride tricks claiming more than the file has) and be finite."""
+    need = (t.storage_offset() + t.numel()) * t.element_size()
+    if not t.is_contiguous() or t.untyped_storage().nbytes() < need:
+        raise CheckpointError(f"{source}: '{name}' of shape {tuple(t.shape)} is not stored whole in the file "
+                              "(no checkpoint torch writes looks like this); it is damaged or crafted")
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        raise CheckpointError(f"{source}: '{name}' holds NaN or infinite values; the training that wrote it diverged, "
+                              "or the file is damaged")
+
+
+def _check_state(state: Any, source: str) -> dict[str, torch.Tensor]:
+    """A state dict: names to whole, finite tensors."""
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{source}: its state_dict is not a mapping of names to tensors; it is damaged")
+    for name, t in state.items():
+        _check_tensor(t, name, source)
+    return state
+
+
+def _module_state(module: nn.Module, source: str, prefix: str = "", depth: int = 0) -> dict[str, torch.Tensor]:
+    """The parameters and buffers of an unpickled module tree, read from its tables: no method of the file runs."""
+    if depth > _MAX_DEPTH:
+        raise CheckpointError(f"{source}: modules nest more than {_MAX_DEPTH} deep; it is no MNAD model")
+    attrs = vars(module)
+    state: dict[str, torch.Tensor] = {}
+    skip = attrs.get("_non_persistent_buffers_set", set())
+    for table in ("_parameters", "_buffers", "_modules"):
+        entries = attrs.get(table)
+        if not isinstance(entries, dict):
+            raise CheckpointError(f"{source}: module '{prefix.rstrip('.') or 'the model'}' has no {table} table; "
+                                  "it is damaged or no MNAD model")
+        for name, value in entries.items():
+            if value is None or (table == "_buffers" and isinstance(skip, set) and name in skip):
+                continue
+            if table == "_modules" and isinstance(name, str) and isinstance(value, nn.Module):
+                state.update(_module_state(value, source, f"{prefix}{name}.", depth + 1))
+            elif table != "_modules" and isinstance(name, str) and isinstance(value, torch.Tensor):
+                state[prefix + name] = value
+            else:
+                raise CheckpointError(f"{source}: '{prefix}{name}' in {table} is a {type(value).__name__}; "
+                                      "it is damaged or no MNAD model")
+    return state
 
 
 def _build(state: dict[str, torch.Tensor], cfg: ModelConfig, source: str) -> MNAD:
-    """Instantiate MNAD and load the state strictly, reporting mismatches by name."""
+    """Instantiate MNAD and load the state strictly; every name and shape is compared before any weight is allocated."""
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in MNAD(cfg).state_dict().items()}
+    except Exception as exc:  # a damaged config fails anywhere in the layers' constructors
+        raise CheckpointError(f"{source}: its model configuration describes no MNAD model ({type(exc).__name__}: "
+                              f"{exc}); it is damaged") from exc
+    wrong = sorted(set(expected) ^ set(state)) + [
+        f"{k} {tuple(state[k].shape)} (needs {expected[k]})" for k in expected if k in state and tuple(state[k].shape) != expected[k]]
+    if wrong:
+        more = f" and {len(wrong) - 5} more" if len(wrong) > 5 else ""
+        raise CheckpointError(f"{source} does not fit an MNAD {cfg.method} model: {', '.join(wrong[:5])}{more} "
+                              "differ; it was saved for another architecture or is damaged")
     model = MNAD(cfg)
     try:
         model.load_state_dict(state, strict=True)
@@ -190,9 +302,9 @@ def load_original(model_path: str | Path, keys_path: str | Path, method: str | N
         raise CheckpointError(f"{model_path} is already an mnadlib checkpoint: use it as it is (--checkpoint)")
     if not isinstance(obj, nn.Module) or not hasattr(obj, "encoder"):
         raise CheckpointError(f"{model_path} does not hold an MNAD convAE module (got {type(obj).__name__})")
-    state = obj.state_dict()
+    state = _check_state(_module_state(obj, str(model_path)), str(model_path))
     cfg = infer_config(state, method)
-    items = check_items(_torch_load(keys_path, weights_only=True), cfg, str(keys_path)).float()
+    items = check_items(_torch_load(keys_path, weights_only=True), cfg, str(keys_path))
     cfg.msize = items.shape[0]
     return _build(state, cfg, str(model_path)), items
 
@@ -212,27 +324,48 @@ def save_checkpoint(path: str | Path, model: MNAD, items: torch.Tensor | None, *
 
 def _new_file_mode() -> int:
     """The mode ``open(path, "w")`` gives a new file under the current umask (mkstemp's files are 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
+    try:  # Linux reports the umask without changing it, which os.umask would do for a moment in every thread
+        status = Path("/proc/self/status").read_text()
+        umask = int(re.search(r"^Umask:\s*([0-7]+)", status, re.M).group(1), 8)  # type: ignore[union-attr]
+    except (OSError, AttributeError):
+        umask = os.umask(0)
+        os.umask(umask)
     return 0o666 & ~umask
+
+
+class WriteError(OSError):
+    """A file could not be written (disk full, no permission); the previous file at that path is unchanged."""
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
     """Call ``write`` on a temporary file beside ``path``, fsync it and rename it over ``path``.
 
     A reader sees the old file or the new one, never half of one, whenever the writer is stopped.
-    The file gets the permissions of an ordinarily written one, so others can read a shared checkpoint.
+    A symlink is written through to its target. A new file gets the permissions of an ordinarily
+    written one, so others can read a shared checkpoint; a replaced file keeps its own.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    if target.exists() and not target.is_file():
+        raise FileExistsError(f"{path} exists and is no regular file (a folder, device or pipe); give a file path")
+    if target.parent.exists() and not target.parent.is_dir():
+        raise FileExistsError(f"cannot write {path}: {target.parent} is a file, not a folder")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        mode = target.stat().st_mode & 0o7777 if target.exists() else _new_file_mode()
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _new_file_mode())
-        os.replace(tmp, path)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError of its zip writer
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteError(f"could not write {path} ({exc}); is the disk full? Any earlier file there is unchanged") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -257,9 +390,27 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path} is not an mnadlib checkpoint; for the authors' model.pth + keys.pt use "
             "--original-model/--original-keys or `python -m mnadlib convert`"
         )
-    if payload.get("version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path} was written by a newer mnadlib (format {payload['version']}); upgrade mnadlib")
+    version = payload.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{path}: its format version {version!r} is no number; it is damaged")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer mnadlib (format {version}); upgrade mnadlib")
     return payload
+
+
+def _train_size(payload: dict[str, Any], source: str) -> tuple[int, int] | None:
+    """The training (H, W) a payload records, None when it records none; malformed metadata is an error."""
+    train_cfg = payload.get("train_config", {})
+    size = train_cfg.get("size") if isinstance(train_cfg, dict) else train_cfg
+    if not size:
+        return None
+    try:
+        h, w = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{source}: train_config.size is {size!r}, not (H, W); it is damaged") from None
+    if h < 1 or w < 1:
+        raise CheckpointError(f"{source}: train_config.size is {size!r}, not (H, W); it is damaged")
+    return (h, w)
 
 
 @dataclass(frozen=True)
@@ -273,8 +424,7 @@ class Checkpoint:
     @property
     def train_size(self) -> tuple[int, int] | None:
         """The (H, W) the model was trained at, or None when the checkpoint does not record it."""
-        size = self.payload.get("train_config", {}).get("size")
-        return (int(size[0]), int(size[1])) if size else None
+        return _train_size(self.payload, "checkpoint")
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -294,10 +444,16 @@ def open_checkpoint(path: str | Path, method: str | None = None) -> Checkpoint:
     if method is not None and cfg.method != method:
         raise CheckpointError(f"{path} holds a '{cfg.method}' model, not '{method}': pass --method {cfg.method} "
                               f"(method=\"{cfg.method}\" in a notebook)")
-    model = _build(state, cfg, str(path))
+    _train_size(payload, str(path))
+    if not isinstance(payload.get("history", []), list):
+        raise CheckpointError(f"{path}: its training history is no list; it is damaged")
+    model = _build(_check_state(state, str(path)), cfg, str(path))
     items = payload.get("memory")
     if cfg.use_memory:
         items = check_items(items, cfg, str(path))
+        if items.shape[0] != cfg.msize:
+            raise CheckpointError(f"{path} holds {items.shape[0]} memory items but its config says {cfg.msize}; "
+                                  "it is damaged")
     return Checkpoint(model, items, payload)
 
 
@@ -307,7 +463,15 @@ def load_checkpoint(path: str | Path, method: str | None = None) -> tuple[MNAD, 
     return ckpt.model, ckpt.items
 
 
-def convert(model_path: str | Path, keys_path: str | Path, out: str | Path, method: str | None = None) -> Path:
-    """Convert the authors' pickles into our safe checkpoint format."""
+def convert(model_path: str | Path, keys_path: str | Path, out: str | Path, method: str | None = None,
+            overwrite: bool = False) -> Path:
+    """Convert the authors' pickles into our safe checkpoint format; an existing ``out`` is replaced only with ``overwrite``."""
+    out = Path(out)
+    for given in (model_path, keys_path):
+        if out.exists() and Path(given).exists() and os.path.samefile(out, given):
+            raise FileExistsError(f"--out {out} is the input {given}; converting would replace the authors' file. "
+                                  "Give another output path")
+    if out.is_file() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it, or give another --out")
     model, items = load_original(model_path, keys_path, method)
     return save_checkpoint(out, model, items, source={"model": str(model_path), "keys": str(keys_path)})
