@@ -49,7 +49,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     p.train = dataclasses.replace(p.train, num_workers=args.workers)
     data = Path(args.data)
     folder = data if args.split_path else split_dir(data, "training")
-    ckpt = train(folder, p.model, p.train, args.out, resume=not args.restart, progress=not args.quiet)
+    try:
+        ckpt = train(folder, p.model, p.train, args.out, resume=not args.restart, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"interrupted: run the same command again to continue after the last finished epoch "
+              f"({Path(args.out) / 'checkpoint.pt'})", file=sys.stderr)
+        return 130
     print(f"wrote {ckpt}")
     return 0
 
@@ -110,7 +115,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     """Convert the authors' pickles to our checkpoint format."""
     from .checkpoint import convert
 
-    out = convert(args.original_model, args.original_keys, args.out, args.method)
+    out = convert(args.original_model, args.original_keys, args.out, args.method, overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0
 
@@ -151,19 +156,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--split-path", action="store_true", help="--data is the folder of training videos itself")
     t.add_argument("--method", choices=["pred", "recon"], default="pred")
     t.add_argument("--preset", choices=["cpu", "paper"], default="cpu")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int)
+    t.add_argument("--epochs", type=int, help="training epochs; default: the preset's (cpu 24, paper 60)")
+    t.add_argument("--batch-size", type=int, help="clips per step; default: the preset's (cpu 8, paper 4)")
     t.add_argument("--width", type=float, help="channel multiplier (1.0: the paper's encoder); default: the preset's")
-    t.add_argument("--size", nargs=2, metavar=("H", "W"))
+    t.add_argument("--size", nargs=2, metavar=("H", "W"), help="frame size; default: the preset's (cpu 64 64, paper 256 256)")
     t.add_argument("--no-memory", action="store_true", help="ablation: decoder without memory read")
     t.add_argument("--no-skips", action="store_true", help="ablation: prediction model without U-Net skips")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto")
-    t.add_argument("--max-steps", type=int, default=0, help="cap steps per epoch (smoke runs)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the weights, memory items and data order (default 0)")
+    t.add_argument("--device", default="auto", help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    t.add_argument("--max-steps", type=int, default=0, help="cap on steps per epoch (smoke runs); 0 (default): full epochs")
     t.add_argument("--workers", type=int, default=0,
                    help="processes reading frames beside the training loop (a GPU is often waiting on them); "
                         "the weights are the same for any count")
-    t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out instead of resuming")
+    t.add_argument("--restart", action="store_true",
+                   help="train anew in --out, replacing what is there; without it an interrupted run there continues")
     t.add_argument("--out", required=True, help="run folder (checkpoint.pt, model.pt, history.json, manifest.json)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
@@ -192,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--original-model", required=True)
     c.add_argument("--original-keys", required=True)
     c.add_argument("--method", choices=["pred", "recon"])
-    c.add_argument("--out", required=True)
+    c.add_argument("--out", required=True, help="the mnadlib checkpoint to write")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     c.set_defaults(func=cmd_convert)
 
     b = sub.add_parser("bench", help="throughput benchmark, or a dataset's wall-time estimate (not a test)")
@@ -227,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, CheckpointError, DataError, FileNotFoundError, FileExistsError) as exc:
+    except (ConfigError, CheckpointError, DataError, OSError) as exc:  # OSError: a path that cannot be read or written
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

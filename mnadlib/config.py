@@ -11,6 +11,7 @@ previous frame does (4.9 dB on synthped, 4.2 dB on injected real footage; docs/f
 from __future__ import annotations
 
 import dataclasses
+import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +46,8 @@ class ModelConfig:
             self.use_skips = False
         if self.msize < 2:
             raise ConfigError(f"msize must be >= 2 (the separateness loss needs two items), got {self.msize}")
-        if self.width <= 0:
-            raise ConfigError(f"width must be positive, got {self.width}")
+        if not math.isfinite(self.width) or self.width <= 0:
+            raise ConfigError(f"width must be positive and finite, got {self.width}")
 
     @property
     def channels(self) -> tuple[int, int, int, int]:
@@ -82,10 +83,16 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.size = validate_size(self.size)
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ConfigError("epochs and batch_size must be >= 1")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.num_workers < 0:
             raise ConfigError(f"num_workers must be >= 0 (0: frames are read in the training loop), got {self.num_workers}")
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"seed must be in 0 .. 2**32 - 1 (numpy's range), got {self.seed}")
+        if self.max_steps_per_epoch < 0:
+            raise ConfigError(f"max_steps_per_epoch (--max-steps) must be >= 0 (0: full epochs), got "
+                              f"{self.max_steps_per_epoch}")
 
 
 @dataclass

@@ -10,6 +10,7 @@ run manifest (config, seed, library versions, git commit when available).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import random
@@ -153,12 +154,14 @@ def train(
     """
     epoch_lines = progress if epoch_lines is None else epoch_lines
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"the run folder {run_dir} (--out) is a file; give a folder")
     generator = seed_everything(train_cfg.seed)
     device = resolve_device(train_cfg.device)
     # workers start afresh each epoch, so a cache in them would be refilled every epoch
     videos = list_videos(data)
     seen = [[v.name, len(v)] for v in videos]  # which videos trained: a resume on other data is refused
+    digest = _first_frames_digest(videos)  # and what they show: another synthped seed has the same names and counts
     dataset = ClipDataset(videos, model_cfg.t_length, train_cfg.size,
                           cache_mib=0 if train_cfg.num_workers else FRAME_CACHE_MIB)
     if len(dataset) < train_cfg.batch_size:
@@ -174,9 +177,15 @@ def train(
     history: list[dict[str, Any]] = []
     start_epoch = 0
     ckpt_path = run_dir / CHECKPOINT
+    if resume and not ckpt_path.exists() and (run_dir / FINAL).exists():
+        raise FileExistsError(f"{run_dir} holds a trained {FINAL} but no {CHECKPOINT} to continue from; training "
+                              "there would replace it. Use a new --out folder, or --restart (resume=False) to replace it")
     if resume and ckpt_path.exists():
         start_epoch, items, history = _resume(ckpt_path, model, optimizer, scheduler, generator, model_cfg, train_cfg,
-                                              device, seen)
+                                              device, seen, digest)
+        if epoch_lines and start_epoch < train_cfg.epochs:
+            tqdm.write(f"resuming {ckpt_path} after epoch {start_epoch} of {train_cfg.epochs}")
+    run_dir.mkdir(parents=True, exist_ok=True)  # only now: a run refused above leaves no empty folder behind
     write_manifest(run_dir, model_config=to_dict(model_cfg), train_config=to_dict(train_cfg), data=str(data),
                    seed=train_cfg.seed, device=str(device), resumed_from_epoch=start_epoch or None)
     started = _clock()
@@ -206,7 +215,8 @@ def train(
                        f"compact {compact:.5f}  separate {separate:.5f}  "
                        f"{_timing(_clock() - started, epoch + 1 - start_epoch, train_cfg.epochs - epoch - 1)}")
         if (epoch + 1) % train_cfg.checkpoint_every == 0 or epoch + 1 == train_cfg.epochs:
-            _save_resumable(ckpt_path, model, items, optimizer, scheduler, generator, epoch + 1, history, train_cfg, seen)
+            _save_resumable(ckpt_path, model, items, optimizer, scheduler, generator, epoch + 1, history, train_cfg, seen,
+                            digest)
     (run_dir / "history.json").write_text(json.dumps(history, indent=2))
     return save_checkpoint(run_dir / FINAL, model, items, train_config=to_dict(train_cfg), history=history)
 
@@ -226,13 +236,23 @@ def _timing(elapsed: float, done: int, left: int) -> str:
     return f"({_duration(elapsed)}, about {_duration(elapsed / done * left)} left)" if left else f"({_duration(elapsed)})"
 
 
+def _first_frames_digest(videos: list) -> str:
+    """SHA-256 of every video's first frame: one decode per video tells one recording from another of the same shape."""
+    h = hashlib.sha256()
+    for v in videos:
+        frame = np.ascontiguousarray(v.read(0))
+        h.update(f"{v.name}:{frame.shape}:".encode())
+        h.update(frame.tobytes())
+    return h.hexdigest()
+
+
 def _save_resumable(path: Path, model: MNAD, items: torch.Tensor | None, optimizer: torch.optim.Optimizer,
                     scheduler: Any, generator: torch.Generator, epoch: int, history: list, train_cfg: TrainConfig,
-                    videos: list) -> None:
+                    videos: list, digest: str) -> None:
     """Write everything needed to continue training after ``epoch``, and which ``videos`` ([name, frames]) it saw."""
     save_checkpoint(
         path, model, items,
-        train_config=to_dict(train_cfg), epoch=epoch, history=history, videos=videos,
+        train_config=to_dict(train_cfg), epoch=epoch, history=history, videos=videos, first_frames=digest,
         optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
         rng={"torch": torch.get_rng_state(), "generator": generator.get_state()},
     )
@@ -240,24 +260,34 @@ def _save_resumable(path: Path, model: MNAD, items: torch.Tensor | None, optimiz
 
 def _resume(path: Path, model: MNAD, optimizer: torch.optim.Optimizer, scheduler: Any, generator: torch.Generator,
             model_cfg: ModelConfig, train_cfg: TrainConfig, device: torch.device,
-            videos: list) -> tuple[int, torch.Tensor | None, list]:
+            videos: list, digest: str) -> tuple[int, torch.Tensor | None, list]:
     """Restore a run from its last checkpoint; refuse one written with another configuration or other videos."""
     payload = read_checkpoint(path)
     saved, wanted = payload.get("train_config", {}), to_dict(train_cfg)
-    differ = [f"train.{k}" for k in RESUME_KEYS if saved.get(k) != wanted[k]]
+    if not isinstance(saved, dict) or not isinstance(payload.get("model_config"), dict):
+        raise CheckpointError(f"{path} records no usable configuration; it is damaged. Use --restart (resume=False)")
+    differ = [f"train.{k} (saved {saved.get(k)!r}, now {wanted[k]!r})" for k in RESUME_KEYS if saved.get(k) != wanted[k]]
     if payload["model_config"] != to_dict(model_cfg):
-        differ.insert(0, "the model configuration")
+        now = to_dict(model_cfg)
+        differ.insert(0, ", ".join(f"model.{k} (saved {payload['model_config'].get(k)!r}, now {v!r})"
+                                   for k, v in now.items() if payload["model_config"].get(k) != v) or "the model configuration")
     if "videos" in payload and payload["videos"] != videos:  # checkpoints before this check do not record them
         differ.append("the training videos (names and frame counts)")
+    elif "first_frames" in payload and payload["first_frames"] != digest:
+        differ.append("the training videos' first frames (another recording with the same names and lengths)")
     if differ:
         raise CheckpointError(
-            f"{path} was written by a run with another configuration ({', '.join(differ)} differ), so continuing it "
-            "would give weights that neither run asked for; use a new --out folder, or --restart (resume=False)"
+            f"{path} was written by a run with other settings: {'; '.join(differ)}. Continuing it would give weights "
+            "that neither run asked for; use a new --out folder, or --restart (resume=False) to start over there"
         )
-    model.load_state_dict(payload["state_dict"])
-    optimizer.load_state_dict(payload["optimizer"])
-    scheduler.load_state_dict(payload["scheduler"])
-    torch.set_rng_state(payload["rng"]["torch"])
-    generator.set_state(payload["rng"]["generator"])
-    items = payload["memory"]
-    return int(payload["epoch"]), None if items is None else items.to(device), list(payload["history"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+        torch.set_rng_state(payload["rng"]["torch"])
+        generator.set_state(payload["rng"]["generator"])
+        items = payload["memory"]
+        return int(payload["epoch"]), None if items is None else items.to(device), list(payload["history"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} is no resumable training checkpoint ({type(exc).__name__}: {exc}); a final "
+                              f"{FINAL} copied there cannot be continued. Use --restart (resume=False)") from exc

@@ -116,22 +116,51 @@ def test_frame_reading_workers_give_the_same_weights(frames, tmp_path):
 def test_resume_refuses_another_configuration(frames, tmp_path):
     mcfg, tcfg = _cfgs(epochs=1)
     tr.train(frames, mcfg, tcfg, tmp_path / "run", progress=False)
-    with pytest.raises(CheckpointError, match="another configuration .the model configuration differ"):
+    with pytest.raises(CheckpointError, match=r"other settings: model.width \(saved 0.0625, now 0.125\)\. "):
         tr.train(frames, ModelConfig(width=0.125, msize=4), tcfg, tmp_path / "run", progress=False)
     # more epochs, another seed or lr would continue the old cosine schedule or data order: refused, naming them
-    for changed, field in ((dataclasses.replace(tcfg, epochs=2), "train.epochs"),
-                           (dataclasses.replace(tcfg, seed=1, lr=5e-4), "train.lr, train.seed")):
-        with pytest.raises(CheckpointError, match=f"[(]{field} differ"):
+    for changed, field in ((dataclasses.replace(tcfg, epochs=2), r"train.epochs \(saved 1, now 2\)"),
+                           (dataclasses.replace(tcfg, seed=1, lr=5e-4), r"train.lr .*; train.seed \(saved 0, now 1\)")):
+        with pytest.raises(CheckpointError, match=field):
             tr.train(frames, mcfg, changed, tmp_path / "run", progress=False)
     moved = dataclasses.replace(tcfg, device="cpu", checkpoint_every=5)  # where and how often it saves: fine
     tr.train(frames, mcfg, moved, tmp_path / "run", progress=False)
     other = tmp_path / "other"
     shutil.copytree(frames, other)
     shutil.rmtree(other / "02")
-    with pytest.raises(CheckpointError, match="the training videos .names and frame counts. differ"):
+    with pytest.raises(CheckpointError, match=r"other settings: the training videos .names and frame counts.\. "):
         tr.train(other, mcfg, tcfg, tmp_path / "run", progress=False)
     shutil.copytree(frames, tmp_path / "moved")  # the same videos elsewhere: fine
     tr.train(tmp_path / "moved", mcfg, tcfg, tmp_path / "run", progress=False)
+    recording = tmp_path / "recording"  # the same names and lengths, another recording (another synthped seed)
+    shutil.copytree(frames, recording)
+    first = sorted((recording / "01").iterdir())[0]
+    first.write_bytes(sorted((recording / "02").iterdir())[-1].read_bytes())
+    with pytest.raises(CheckpointError, match="first frames .another recording"):
+        tr.train(recording, mcfg, tcfg, tmp_path / "run", progress=False)
+
+
+def test_a_finished_run_is_not_replaced_and_a_final_model_is_no_checkpoint(frames, tmp_path):
+    mcfg, tcfg = _cfgs(epochs=1)
+    run = tmp_path / "run"
+    final = tr.train(frames, mcfg, tcfg, run, progress=False)
+    (run / "checkpoint.pt").unlink()  # the resumable file is 3 times the model's size: people delete it
+    before = final.read_bytes()
+    with pytest.raises(FileExistsError, match="no checkpoint.pt to continue from"):
+        tr.train(frames, mcfg, tcfg, run, progress=False)
+    assert final.read_bytes() == before
+    shutil.copy(final, run / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="no resumable training checkpoint.*--restart"):
+        tr.train(frames, mcfg, tcfg, run, progress=False)
+    assert final.read_bytes() == before
+    tr.train(frames, mcfg, tcfg, run, resume=False, progress=False)
+    for bad, message in ((dict(seed=-1), "seed must be in"), (dict(seed=2**32), "seed must be in"),
+                         (dict(max_steps_per_epoch=-1), "must be >= 0"), (dict(epochs=0), "epochs must be >= 1, got 0")):
+        with pytest.raises(ConfigError, match=message):
+            dataclasses.replace(tcfg, **bad)
+    for width in (float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="positive and finite"):
+            ModelConfig(width=width)
 
 
 def test_no_memory_variant_trains(frames, tmp_path):
@@ -207,3 +236,22 @@ def test_bad_devices_and_a_batch_larger_than_the_data_are_clear_errors(frames, t
     model_cfg, train_cfg = _cfgs(epochs=1)
     with pytest.raises(DataError, match="fewer than one batch of 64; use a smaller batch size"):
         tr.train(frames, model_cfg, dataclasses.replace(train_cfg, batch_size=64), tmp_path / "run", progress=False)
+
+
+def test_cli_train_bad_numbers_and_ctrl_c(frames, tmp_path, monkeypatch, capsys):
+    from mnadlib import cli
+
+    base = ["train", "--data", str(frames), "--split-path", "--epochs", "1", "--size", "32", "32", "--quiet"]
+    for extra, message in ((["--seed", "-1"], "seed must be in"), (["--width", "nan"], "positive and finite"),
+                           (["--max-steps", "-1"], "--max-steps"), (["--out", str(frames / "01" / "000.jpg")], "is a file")):
+        out = [] if "--out" in extra else ["--out", str(tmp_path / "bad")]
+        assert cli.main(base + out + extra) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tr, "train", interrupted)
+    assert cli.main(base + ["--out", str(tmp_path / "run")]) == 130
+    assert "run the same command again to continue" in capsys.readouterr().err
