@@ -68,19 +68,41 @@ def _read_all(source: FrameSource, width: int) -> np.ndarray:
 
 
 UNCHANGED_MAD = 0.5  # mean absolute grey-level difference under which two frames count as the same picture
+MOTION_WIDTH = 360  # frames are measured at this width, so that the flow window and cut-off mean the same at any size
+
+
+def _to_width(img: np.ndarray, width: int) -> np.ndarray:
+    """``img`` resized to ``width`` (aspect kept as ``_read_all`` keeps it): area-averaged when shrunk, bilinear when enlarged."""
+    if img.shape[1] == width:
+        return img
+    h = max(8, round(img.shape[0] * width / img.shape[1]))
+    interpolation = cv2.INTER_AREA if width < img.shape[1] else cv2.INTER_LINEAR
+    return cv2.resize(img, (width, h), interpolation=interpolation)
+
+
+def _resample_rows(weights: np.ndarray, n: int) -> np.ndarray:
+    """Row weights resampled to ``n`` rows, each new row taking the share of the old rows it covers."""
+    if len(weights) == n:
+        return weights
+    cdf = np.concatenate([[0.0], np.cumsum(weights)])
+    return np.diff(np.interp(np.arange(n + 1) * len(weights) / n, np.arange(len(weights) + 1), cdf))
 
 
 def typical_motion(frames: np.ndarray, step: int = 2) -> tuple[float, np.ndarray]:
     """(median flow magnitude of moving pixels in px/frame, rows weighted by how much moves there).
 
-    Farneback optical flow between frame pairs ``step`` apart; a pixel moves when its flow exceeds
-    0.5 px per frame. The row weights say where in the picture people walk. A pair that shows the
-    same picture twice (a frozen camera, a frame-rate conversion that repeats frames) is replaced by
-    the next pair that changes, so such footage is measured by the frames in which it moves.
+    Farneback optical flow between frame pairs ``step`` apart, on the frames resized to
+    ``MOTION_WIDTH`` pixels, so that its 15 px window and the 0.5 px per frame over which a pixel
+    moves cover the same share of the scene at any frame size; the speed and the row weights are
+    then given in the pixels and rows of ``frames``. The row weights say where in the picture people
+    walk. A pair that shows the same picture twice (a frozen camera, a frame-rate conversion that
+    repeats frames; judged at the frames' own size) is replaced by the next pair that changes, so
+    such footage is measured by the frames in which it moves.
     """
-    gray = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
-    changed = [float(np.abs(a.astype(np.int16) - b).mean()) >= UNCHANGED_MAD for a, b in zip(gray, gray[1:])]
-    mags, rows = [], np.zeros(frames.shape[1])
+    source = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
+    changed = [float(np.abs(a.astype(np.int16) - b).mean()) >= UNCHANGED_MAD for a, b in zip(source, source[1:])]
+    gray = [_to_width(g, MOTION_WIDTH) for g in source]
+    mags, rows = [], np.zeros(gray[0].shape[0])
     for i in range(0, len(gray) - 1, step):
         j = next((k for k in range(i, min(i + step, len(changed))) if changed[k]), None)
         if j is None:
@@ -94,7 +116,8 @@ def typical_motion(frames: np.ndarray, step: int = 2) -> tuple[float, np.ndarray
     if moved.size < 100 or rows.sum() == 0:
         raise DataError("the footage hardly moves (under 100 moving pixels): pick a video of a scene with "
                         "people or traffic, or a longer stretch of it")
-    return float(np.median(moved)), rows / rows.sum()
+    rows = _resample_rows(rows, frames.shape[1])
+    return float(np.median(moved)) * (frames.shape[2] / MOTION_WIDTH), rows / rows.sum()
 
 
 @dataclass
@@ -173,10 +196,26 @@ def _inject(frames: np.ndarray, events: list[_Event], h: float) -> tuple[np.ndar
     return out, masks, objects
 
 
+def _check_name(name: str) -> None:
+    """Refuse a dataset name that is no plain folder name: it would land outside ``out_root``, or be ``out_root`` itself."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ConfigError(f"--name must be a plain folder name (not empty, not . or .., no / or \\), got {name!r}")
+
+
+def _check_out_root(out_root: str | Path) -> None:
+    """Refuse an output folder that is, or lies inside, an existing file, before any footage is read."""
+    out = Path(out_root)
+    held = next((p for p in (out, *out.parents) if p.exists()), None)
+    if held is not None and not held.is_dir():
+        raise ConfigError(f"--out {out}: {held} is a file; give a folder (new or existing) to write the dataset into")
+
+
 def inject(video: str | Path, out_root: str | Path, name: str = "injected", cfg: InjectConfig | None = None,
            overwrite: bool = False) -> Path:
     """Write ``out_root/name`` (UCSD layout, masks, ``annotations.json``) and its frame labels atomically."""
     cfg = cfg or InjectConfig()
+    _check_name(name)
+    _check_out_root(out_root)
     sources = list_videos(video)
     if len(sources) != 1:
         raise DataError(f"{video} holds {len(sources)} videos; give one video file or one folder of frames")
@@ -228,17 +267,19 @@ def add_parser(sub: Any) -> None:
     s = sub.add_parser("inject", help="a labelled benchmark from a video of a normal scene, with pasted anomalies")
     s.add_argument("--video", required=True, help="a video file (or folder of frames) of a normal scene")
     s.add_argument("--out", required=True, help="folder to write <name>/ and frame_labels_<name>.npy into")
-    s.add_argument("--name", default="injected")
+    s.add_argument("--name", default="injected", help="the dataset's folder name under OUT (a plain name, no path)")
     d = InjectConfig()
     s.add_argument("--width", type=int, default=d.width, help="resize frames to this width (0: keep)")
-    s.add_argument("--clip-length", type=int, default=d.clip_length)
-    s.add_argument("--train-fraction", type=float, default=d.train_fraction)
-    s.add_argument("--normal-test-videos", type=int, default=d.normal_test_videos)
+    s.add_argument("--clip-length", type=int, default=d.clip_length, help="frames per training and test video (>= 10)")
+    s.add_argument("--train-fraction", type=float, default=d.train_fraction,
+                   help="leading share of the footage that becomes the normal training split, in (0, 1)")
+    s.add_argument("--normal-test-videos", type=int, default=d.normal_test_videos,
+                   help="test videos left without injected anomalies (the last ones)")
     s.add_argument("--height-fraction", type=float, default=d.height_fraction,
                    help="injected actor height / frame height; set it to a person's height in your footage")
     s.add_argument("--speed-factor", type=float, nargs=2, default=d.speed_factor,
                    help="injected speed range in multiples of the footage's typical motion")
-    s.add_argument("--seed", type=int, default=d.seed)
+    s.add_argument("--seed", type=int, default=d.seed, help="seed of the injected actors' kinds, paths and speeds")
     s.add_argument("--overwrite", action="store_true", help="replace an OUT/NAME that inject or synth wrote (never data of your own)")
     s.set_defaults(func=cmd_inject)
 

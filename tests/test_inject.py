@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from mnadlib import cli, pipeline
+from mnadlib.config import ConfigError
 from mnadlib.data import DataError, list_videos, load_masks
-from mnadlib.inject import InjectConfig, inject, typical_motion
+from mnadlib.inject import MOTION_WIDTH, InjectConfig, inject, typical_motion
 
 H, W = 96, 128  # walking_footage's frame size
 
@@ -92,6 +93,33 @@ def test_bad_input_is_refused_and_nothing_is_overwritten(footage: Path, tmp_path
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".cam.")]  # no temporary folder left
 
 
+def test_name_and_out_that_are_no_folders_are_refused(footage: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    for name in ("", ".", "..", "../escaped", "a/b", "a\\b"):
+        with pytest.raises(ConfigError, match="--name must be a plain folder name"):
+            inject(footage, tmp_path / "out", name, CFG)
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+
+    def run(out: Path, name: str = "cam") -> int:
+        return cli.main(["inject", "--video", str(footage), "--out", str(out), "--name", name, "--width", "0",
+                         "--clip-length", "20", "--train-fraction", "0.4"])
+
+    assert run(tmp_path / "out", "../escaped") == 2
+    assert "--name must be a plain folder name" in capsys.readouterr().err and not any(tmp_path.iterdir())
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    for out in (afile, afile / "below"):
+        assert run(out) == 2 and f"{afile} is a file; give a folder" in capsys.readouterr().err
+    assert afile.read_text() == "mine" and [p.name for p in tmp_path.iterdir()] == ["afile"]
+
+
+def test_every_option_has_help(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["inject", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--clip-length CLIP_LENGTH frames per training and test video" in text
+    assert "--train-fraction TRAIN_FRACTION leading share of the footage" in text and "--name NAME the dataset's" in text
+
+
 def test_command_line(footage: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     args = ["inject", "--video", str(footage), "--out", str(tmp_path), "--name", "cam", "--width", "0",
             "--clip-length", "20", "--train-fraction", "0.4", "--height-fraction", "0.3"]
@@ -133,3 +161,43 @@ def test_prepare_dataset_injects_footage_once_per_source_and_seed(tmp_path: Path
     assert json.loads(ann.read_text())["config"]["seed"] == 3
     with pytest.raises(DataError, match="another dataset name"):
         pipeline.prepare_dataset(tmp_path / "data", "synthped", footage=video)
+
+
+def _squares(width: int, n: int = 12) -> np.ndarray:
+    """Textured squares crossing a textured ground at 1 and 2 px/frame of a 360 px wide frame, drawn at ``width``."""
+    rng = np.random.default_rng(0)
+    s = width / 360
+    ground = cv2.resize(cv2.GaussianBlur(rng.integers(60, 200, (45, 90, 3)).astype(np.uint8), (3, 3), 1),
+                        (width, width // 2), interpolation=cv2.INTER_LINEAR)
+    squares = [(40 + 50 * k, 30 + 20 * k, 1 + k % 2, rng.integers(0, 255, (8, 8, 3)).astype(np.uint8)) for k in range(4)]
+    frames = []
+    for t in range(n):
+        img = ground.copy()
+        for x, y, v, texture in squares:
+            x0, y0, side = (int(round(c * s)) for c in (x + v * t, y, 40))
+            img[y0:y0 + side, x0:x0 + side] = cv2.resize(texture, (side, side), interpolation=cv2.INTER_LINEAR)
+        frames.append(img)
+    return np.stack(frames)
+
+
+def test_typical_motion_scales_with_the_frame_width() -> None:
+    speed, rows = typical_motion(_squares(360))
+    speed2, rows2 = typical_motion(_squares(720))  # the same scene at twice the size: twice the pixels per frame
+    assert 1 < speed < 2.5 and 1.8 < speed2 / speed < 2.2
+    assert rows.shape == (180,) and rows2.shape == (360,) and rows2.sum() == pytest.approx(1)
+    assert np.abs(rows2.reshape(-1, 2).sum(axis=1) - rows).sum() < 0.1  # people walk in the same rows
+
+
+def test_typical_motion_measures_frames_of_the_working_width_as_they_are(monkeypatch) -> None:
+    """At the default --width (the working width) nothing is resized, so measurements there are the same as ever."""
+    frames = _squares(MOTION_WIDTH)
+    before = typical_motion(frames)
+
+    def resize(*args, **kwargs):
+        raise AssertionError("frames of the working width were resized")
+
+    monkeypatch.setattr(cv2, "resize", resize)
+    after = typical_motion(frames)
+    assert after[0] == before[0] and np.array_equal(after[1], before[1])
+    with pytest.raises(AssertionError, match="were resized"):
+        typical_motion(frames[:, :, :300])
