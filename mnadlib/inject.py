@@ -12,6 +12,7 @@ synthped's format. The output is the UCSD layout every command here reads.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -196,6 +197,32 @@ def _inject(frames: np.ndarray, events: list[_Event], h: float) -> tuple[np.ndar
     return out, masks, objects
 
 
+def _split(n: int, cfg: InjectConfig) -> tuple[int, int]:
+    """(training videos, test videos) that ``n`` frames of footage give."""
+    n_train = int(n * cfg.train_fraction) // cfg.clip_length
+    return n_train, (n - n_train * cfg.clip_length) // cfg.clip_length
+
+
+def _enough(n: int, cfg: InjectConfig) -> bool:
+    """Whether ``n`` frames give a training video and one anomalous test video besides the normal ones."""
+    n_train, n_test = _split(n, cfg)
+    return n_train >= 1 and n_test > cfg.normal_test_videos
+
+
+def min_frames(cfg: InjectConfig) -> int:
+    """The fewest frames of footage that ``cfg`` can cut into a benchmark."""
+    return next(n for n in itertools.count(cfg.clip_length) if _enough(n, cfg))
+
+
+def check_length(video: str | Path, n: int, cfg: InjectConfig) -> None:
+    """Refuse footage of ``n`` frames that is too short for ``cfg``, saying how long it must be."""
+    if not _enough(n, cfg):
+        raise DataError(f"{video} has {n} frames: too few for a training video and {cfg.normal_test_videos + 1} "
+                        f"test videos of clip_length={cfg.clip_length} frames with train_fraction={cfg.train_fraction}; "
+                        f"these settings need at least {min_frames(cfg)} frames. Lower clip_length (-p clip_length "
+                        "with reproduce) or give a longer video")
+
+
 def _check_name(name: str) -> None:
     """Refuse a dataset name that is no plain folder name: it would land outside ``out_root``, or be ``out_root`` itself."""
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
@@ -219,13 +246,10 @@ def inject(video: str | Path, out_root: str | Path, name: str = "injected", cfg:
     sources = list_videos(video)
     if len(sources) != 1:
         raise DataError(f"{video} holds {len(sources)} videos; give one video file or one folder of frames")
+    check_length(video, len(sources[0]), cfg)  # the header's count: refused before the footage is read
     frames = _read_all(sources[0], cfg.width)
-    n_train = int(len(frames) * cfg.train_fraction) // cfg.clip_length
-    n_test = (len(frames) - n_train * cfg.clip_length) // cfg.clip_length
-    if n_train < 1 or n_test <= cfg.normal_test_videos:
-        raise DataError(f"{video} has {len(frames)} frames: too few for a training video and "
-                        f"{cfg.normal_test_videos + 1} test videos of clip_length={cfg.clip_length} frames "
-                        f"with train_fraction={cfg.train_fraction}; lower clip_length or give a longer video")
+    n_train, n_test = _split(len(frames), cfg)
+    check_length(video, len(frames), cfg)
     L = cfg.clip_length
     train = frames[: n_train * L]
     h = cfg.height_fraction * frames.shape[1]

@@ -128,6 +128,19 @@ def _is_type(value: Any, type_name: str) -> bool:
     return isinstance(value, PARAM_TYPES[type_name]) and (type_name == "bool" or not isinstance(value, bool))
 
 
+def _check_footage(user: dict[str, Any]) -> None:
+    """Footage too short for notebook 01's inject settings is refused before a kernel starts (its header's count)."""
+    from .data import list_videos
+    from .inject import InjectConfig, check_length
+
+    names = ("clip_length", "train_fraction", "height_fraction")
+    cfg = InjectConfig(**{k: user[k] for k in names if k in user})
+    sources = list_videos(user["footage"])
+    if len(sources) != 1:
+        raise ValueError(f"footage {user['footage']} holds {len(sources)} videos; give one video file or one folder of frames")
+    check_length(user["footage"], len(sources[0]), cfg)
+
+
 def plan(dataset: str, data_root: Path | None, out: Path, user: Mapping[str, Any], smoke: bool,
          variants: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
     """(executed notebook name, source notebook, parameters) for every step of the pipeline."""
@@ -343,6 +356,7 @@ def _new_run(args: argparse.Namespace, argv: Sequence[str] | None) -> tuple[Path
         user["footage"] = str(Path(str(user["footage"])).expanduser().resolve())
         if not Path(user["footage"]).exists():
             raise ValueError(f"footage {user['footage']} does not exist")
+        _check_footage(user)
     if args.dataset != "synthped" and not args.data_root and not user.get("footage"):
         raise ValueError(f"--dataset {args.dataset} needs --data-root (the folder holding {args.dataset}/), "
                          "or -p footage VIDEO to inject anomalies into a video of a normal scene")

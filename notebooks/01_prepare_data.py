@@ -24,7 +24,8 @@
 # `<dataset>/{training,testing}/frames/` and the authors' `frame_labels_<dataset>.npy`.
 # For your own camera, set `footage` to a video of its normal scene and `dataset` to a new name:
 # the video's first half becomes the training split and synthped's anomalies are pasted into its
-# second half (`python -m mnadlib inject`), with exact masks and labels.
+# second half (`python -m mnadlib inject`), with exact masks and labels; `clip_length`,
+# `train_fraction` and `height_fraction` are `inject`'s options of those names.
 #
 # The notebook validates the layout, prints per-split video and frame counts, asserts them
 # against the published counts (synthped: its preset's), and shows a sample frame of each test
@@ -61,6 +62,9 @@ synth_preset: str = "small"  # synthped size: small (minutes on a CPU) or full (
 seed: int = 0  # synthped generator seed; with footage, the seed of the injected anomalies
 labels: str = ""  # absolute path of the frame labels .npy; empty: frame_labels_<dataset>.npy (or of its paper name, e.g. ped2 for UCSDped2) beside the dataset
 footage: str = ""  # absolute path of a video (or frame folder) of a normal scene to inject anomalies into; empty: none
+clip_length: int = 80  # with footage: frames per training and test video (python -m mnadlib inject --clip-length)
+train_fraction: float = 0.5  # with footage: leading share of it that becomes the normal training split
+height_fraction: float = 0.18  # with footage: a pasted actor's height over the frame height (a person's in your footage)
 show_videos: int = 12  # test videos shown in the sample-frame figure (0: all)
 out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib-runs/default
 
@@ -75,6 +79,7 @@ from pathlib import Path
 
 from mnadlib import pipeline, viz
 from mnadlib.data import validate_layout
+from mnadlib.inject import InjectConfig
 
 t0 = time.time()
 
@@ -88,8 +93,9 @@ print(f"run folder: {run.root}\ndata root:  {root}")
 # ## Generate or locate the dataset, then validate it
 
 # %%
+inject_cfg = InjectConfig(clip_length=clip_length, train_fraction=train_fraction, height_fraction=height_fraction)
 ds = pipeline.prepare_dataset(root, dataset, synth_preset, seed, generate, labels=labels, footage=footage,
-                              overwrite=overwrite)
+                              inject_cfg=inject_cfg, overwrite=overwrite)
 summary = validate_layout(ds.path, ds.labels, headers=True)  # every frame's size, from its header
 counts = pipeline.layout_counts(summary)
 for split in ("training", "testing"):

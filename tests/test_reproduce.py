@@ -320,3 +320,15 @@ def test_a_published_count_mismatch_advises_resume_for_a_download_and_a_new_run_
                                   "ped2 counts {} differ from the published {}: check the download")
     advice = reproduce.next_step(exc, tmp_path)
     assert f"--resume {tmp_path}" in advice and "start a new run with that --dataset" in advice
+
+
+def test_short_footage_is_refused_before_a_kernel_starts_saying_how_long(tmp_path: Path, capsys, walking_footage) -> None:
+    video = walking_footage(tmp_path / "cam", n=100)
+    args = ["--name", "x", "--runs-dir", str(tmp_path), "--dataset", "mycam", "-p", "footage", str(video)]
+    assert reproduce.main(args) == 2
+    err = capsys.readouterr().err
+    assert "has 100 frames" in err and "need at least 240 frames" in err and "-p clip_length" in err
+    assert not (tmp_path / "x").exists()
+    reproduce._check_footage({"footage": str(video), "clip_length": 20})  # notebook 01's inject settings: enough
+    with pytest.raises(ValueError, match="need at least 220 frames"):
+        reproduce._check_footage({"footage": str(video), "clip_length": 20, "train_fraction": 0.9})
