@@ -12,6 +12,7 @@ the three, counted for a folder). It is an estimate from measured unit times, no
 
 from __future__ import annotations
 
+import os
 import resource
 import tempfile
 import time
@@ -86,8 +87,15 @@ def run(sizes: list[int], method: str = "pred", threads: int = 2, width: float =
     dev = resolve_device(device)
     cfg = ModelConfig(method=method, t_length=5 if method == "pred" else 1, width=width)  # type: ignore[arg-type]
     report: dict[str, Any] = {"method": method, "threads": threads, "width": width, "device": str(dev),
-                              "torch": torch.__version__, "results": []}
+                              "torch": torch.__version__, "cpu_cores": os.cpu_count(),
+                              "load_average": [round(v, 2) for v in os.getloadavg()],
+                              "memory_note": "peak_rss_mib is this process's peak so far: it covers the sizes "
+                                             "measured before it too (run one size for its own figure); "
+                                             "peak_cuda_mib is each size's own",
+                              "results": []}
     for size in sizes:
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
         eval_fps, step_s = _measure(cfg, (size, size), batch, dev, repeats)
         report["results"].append({"size": size, "eval_frames_per_s": round(eval_fps, 2), "train_s_per_step": round(step_s, 4),
                                   "train_batch": batch, **_memory_row(dev)})

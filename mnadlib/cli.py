@@ -128,6 +128,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if low or args.width <= 0:
         raise ConfigError(f"{', '.join(low) or f'--width {args.width}'} is not usable: --threads, --batch and "
                           "--repeats must be at least 1 and --width above 0")
+    given = [flag for flag, value, default in (("--sizes", args.sizes, ["64", "128", "256"]), ("--batch", args.batch, 4),
+                                               ("--width", args.width, 1.0), ("--preset", args.preset, "paper"),
+                                               ("--epochs", args.epochs, 0)) if value != default]
+    ignored = [f for f in given if f in ("--sizes", "--batch", "--width")] if args.estimate else \
+        [f for f in given if f in ("--preset", "--epochs")]
+    if ignored:
+        raise ConfigError(f"{', '.join(ignored)} {'do' if len(ignored) > 1 else 'does'} nothing "
+                          f"{'with --estimate, which takes size, batch and width from --preset' if args.estimate else 'without --estimate'}"
+                          "; drop it")
     if args.estimate:
         report = estimate(args.estimate, preset_name=args.preset, method=args.method, epochs=args.epochs,
                           threads=args.threads, device=args.device, repeats=args.repeats)
@@ -203,13 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_convert)
 
     b = sub.add_parser("bench", help="throughput benchmark, or a dataset's wall-time estimate (not a test)")
-    b.add_argument("--sizes", nargs="+", default=["64", "128", "256"])
+    b.add_argument("--sizes", nargs="+", default=["64", "128", "256"], help="square input sizes (default 64 128 256)")
     b.add_argument("--method", choices=["pred", "recon"], default="pred")
-    b.add_argument("--threads", type=int, default=2)
-    b.add_argument("--width", type=float, default=1.0)
-    b.add_argument("--batch", type=int, default=4, help="training batch size")
-    b.add_argument("--repeats", type=int, default=5)
-    b.add_argument("--device", default="cpu")
+    b.add_argument("--threads", type=int, default=2, help="torch threads (default 2, this project's CI machine's cores)")
+    b.add_argument("--width", type=float, default=1.0, help="channel multiplier (default 1.0, the paper's)")
+    b.add_argument("--batch", type=int, default=4, help="training batch size (default 4, the paper's)")
+    b.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (default 5)")
+    b.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
     b.add_argument("--estimate", metavar="DATASET",
                    help="instead: estimate one variant's training and one evaluation pass with --preset, from "
                         "measured step, frame and read times: ped2, avenue or shanghai (published counts), or a "

@@ -37,6 +37,7 @@ import yaml
 from . import __version__
 from .pipeline import VARIANTS, format_table, table1_columns
 from .runlog import RunLocked, attempt_path, hold, read_manifest, write_manifest
+from .train import git_commit
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = ("01_prepare_data", "02_train", "03_reproduce_auc", "05_result_figures")
@@ -218,15 +219,6 @@ def execute(steps: Sequence[tuple[str, str, dict[str, Any]]], out: Path, log: di
         print(f"    done in {time.time() - t0:.0f} s", flush=True)
 
 
-def _git_commit() -> str | None:
-    """The checkout's git commit, when the notebooks come from one."""
-    try:
-        return subprocess.run(["git", "-C", str(NOTEBOOK_DIR), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, timeout=5, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def _versions() -> dict[str, str]:
     """Versions of the packages that shape the results."""
     import numpy
@@ -366,7 +358,7 @@ def _new_run(args: argparse.Namespace, argv: Sequence[str] | None) -> tuple[Path
     out = _fresh_dir(Path(args.runs_dir), args.name, args.dataset)
     steps = plan(args.dataset, data_root, out, user, args.smoke, variants)
     log: dict[str, Any] = {"command": _command(argv), "python": sys.executable, "versions": _versions(),
-                           "git_commit": _git_commit(), "smoke": args.smoke, "dataset": args.dataset,
+                           "git_commit": git_commit(), "smoke": args.smoke, "dataset": args.dataset,
                            "data_root": None if data_root is None else str(data_root), "variants": variants,
                            "parameters": user, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "steps": []}
     return out, steps, log
@@ -382,7 +374,7 @@ def _continue(out: Path, argv: Sequence[str] | None) -> tuple[list, dict[str, An
     log = read_manifest(out)
     data_root = Path(log["data_root"]) if log.get("data_root") else None
     steps = plan(log["dataset"], data_root, out, log["parameters"], log["smoke"], log["variants"])
-    commit = _git_commit()
+    commit = git_commit()
     if commit != log.get("git_commit") and log.get("status") != "ok":  # a finished run re-runs nothing
         print(f"warning: this run started at git commit {log.get('git_commit')} and continues at {commit}; "
               "its notebooks may differ between the two attempts", file=sys.stderr)

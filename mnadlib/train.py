@@ -113,10 +113,11 @@ def train_step(model: MNAD, items: torch.Tensor | None, clip: torch.Tensor, opti
     )
 
 
-def _git_commit() -> str | None:
-    """The current git commit of the working directory, when there is one."""
+def git_commit() -> str | None:
+    """The git commit of the checkout mnadlib runs from (not of the working directory), when it runs from one."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        return subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, timeout=5, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -129,7 +130,7 @@ def write_manifest(run_dir: Path, **fields: Any) -> Path:
         "numpy": np.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **fields,
     }

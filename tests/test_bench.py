@@ -63,6 +63,11 @@ def test_estimate_refuses_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
                           (["--threads", "0"], "--threads 0 is not usable"), (["--width", "0"], "--width 0.0 is not usable")):
         assert cli.main(["bench", *args]) == 2
         assert message in capsys.readouterr().err, args
+    for args, message in ((["--estimate", "ped2", "--batch", "2", "--width", "3"], "--batch, --width do nothing with --estimate"),
+                          (["--preset", "cpu"], "--preset does nothing without --estimate"),
+                          (["--width", "nan"], "width must be positive and finite")):
+        assert cli.main(["bench", *args]) == 2
+        assert message in capsys.readouterr().err, args
 
 
 def test_throughput_report_and_the_estimate_command(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
