@@ -6,23 +6,32 @@ Two uses. ``--video FILE_OR_FRAME_FOLDER --out DIR`` localizes one video with a 
 Thresholds are calibrated on normal frames: ``--normal`` footage, ``--normal-frames`` of the video,
 the held-out end of ``--fit-frames``, or else the video's first quarter, assumed normal.
 ``--data ROOT/DATASET --metrics`` prints the localization metrics table of ``localize_eval``
-(the fork's mode beside ours). Bad input exits with status 2 and one line, as every sub-command.
+(the fork's mode beside ours). Bad input exits with status 2 and one line, as every sub-command;
+it is looked for before the long run (training, scoring), including an ``--out`` that would
+overwrite an input, and a failure after ``--fit-frames`` training says how to reuse the trained model.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import sys
 from pathlib import Path
 
-from .data import list_videos, load_masks, open_source
+import numpy as np
+import torch
+
+from .checkpoint import CheckpointError, atomic_write_json
+from .config import ConfigError, preset
+from .data import DataError, list_videos, load_masks, open_source, validate_video
+from .frames import FrameSource
 from .localize import LocalizeError
-from .localize_video import (FEW_CALIBRATION_FRAMES, FrameRange, LocalizeConfig, fit_on_frames, leading_frames,
-                             load_model, localize, parse_range, parse_threshold)
+from .localize_video import (FEW_CALIBRATION_FRAMES, FIT_PRESET, FrameRange, LocalizeConfig, fit_on_frames,
+                             leading_frames, load_model, localize, parse_range, parse_threshold)
+from .model import MNAD
 
 
-def config_from_args(args: argparse.Namespace, size: tuple[int, int]) -> LocalizeConfig:
+def config_from_args(args: argparse.Namespace, size: tuple[int, int] | None) -> LocalizeConfig:
     """LocalizeConfig from the parsed flags."""
     return LocalizeConfig(map_kind=args.map, threshold=parse_threshold(args.threshold), percentile=args.percentile,
                           min_area=args.min_area, largest_only=args.largest_only, alpha=args.alpha,
@@ -33,7 +42,6 @@ def config_from_args(args: argparse.Namespace, size: tuple[int, int]) -> Localiz
 def run(args: argparse.Namespace) -> int:
     """Localize one video, or print the metrics table of a dataset."""
     from .localize_eval import format_table, localization_metrics
-    from .localize_output import write_outputs
 
     size = tuple(int(v) for v in args.size) if args.size else None
     if args.metrics:
@@ -43,33 +51,43 @@ def run(args: argparse.Namespace) -> int:
         table = localization_metrics(model, items, args.data, size, progress=not args.quiet)
         print(format_table(table))
         if args.out:
-            Path(args.out).mkdir(parents=True, exist_ok=True)
-            (Path(args.out) / "localization_metrics.json").write_text(json.dumps(table, indent=1))
+            atomic_write_json(table, Path(args.out) / "localization_metrics.json")
         return 0
     if not args.video or not args.out or bool(args.checkpoint) == bool(args.fit_frames):
         raise LocalizeError("give --video FILE_OR_FOLDER --out DIR and exactly one of --checkpoint CKPT "
                             "or --fit-frames START:END")
-    gif_frames = _check_outputs(args)  # before the long run, not after it
-    source = open_source(args.video)
-    masks = load_masks(args.masks, source) if args.masks else None
-    normal = None
-    if args.fit_frames:
-        start, end = parse_range(args.fit_frames)
-        ckpt, normal = fit_on_frames(source, start, end, Path(args.out) / "fit", args.fit_epochs, size,
-                                     progress=not args.quiet)
-        size = None
-    else:
-        ckpt = args.checkpoint
-    model, items, size = load_model(ckpt, size)
-    scored = (model.cfg.t_length - 1, len(source))  # the first t_length - 1 frames are only inputs
-    if gif_frames and (gif_frames[1] <= scored[0] or gif_frames[0] >= scored[1]):
-        raise LocalizeError(f"--gif-frames {args.gif_frames} holds no scored frame of {source.path} "
-                            f"(scored: {scored[0]}..{scored[1] - 1})")
-    if args.normal:
-        normal = list_videos(args.normal)
-    elif args.normal_frames:
-        normal = FrameRange(source, *parse_range(args.normal_frames))
+    gif_frames = _check_outputs(args)  # everything that can be checked is, before the long run
     cfg = config_from_args(args, size)
+    source = open_source(args.video)
+    validate_video(source, headers=True)  # frame files: none empty, all of one size (headers only)
+    masks = load_masks(args.masks, source) if args.masks else None
+    normal = (list_videos(args.normal) if args.normal else
+              FrameRange(source, *parse_range(args.normal_frames)) if args.normal_frames else None)
+    if not args.fit_frames:
+        model, items, size = load_model(args.checkpoint, size)
+        _check_gif_frames(gif_frames, source, model.cfg.t_length)
+        return _localize(args, source, model, items, dataclasses.replace(cfg, size=size), normal, masks, gif_frames)
+    start, end = parse_range(args.fit_frames)
+    _check_gif_frames(gif_frames, source, preset(FIT_PRESET).model.t_length)
+    ckpt, held_out = fit_on_frames(source, start, end, Path(args.out) / "fit", args.fit_epochs, size,
+                                   progress=not args.quiet)
+    try:
+        model, items, size = load_model(ckpt)
+        return _localize(args, source, model, items, dataclasses.replace(cfg, size=size),
+                         held_out if normal is None else normal, masks, gif_frames)
+    except (LocalizeError, ConfigError, DataError, CheckpointError, OSError) as exc:
+        reuse = f"--checkpoint {ckpt}" + ("" if normal is not None else
+                                          f" --normal-frames {held_out.start}:{held_out.end}")
+        raise LocalizeError(f"{exc}; the model trained on --fit-frames is saved: rerun with {reuse} in place of "
+                            "--fit-frames and --fit-epochs to skip the training") from exc
+
+
+def _localize(args: argparse.Namespace, source: FrameSource, model: MNAD, items: torch.Tensor | None,
+              cfg: LocalizeConfig, normal: FrameSource | list[FrameSource] | None, masks: np.ndarray | None,
+              gif_frames: tuple[int, int] | None) -> int:
+    """Score and localize the video with a loaded model, write the outputs and print what was found."""
+    from .localize_output import write_outputs
+
     assumed = normal is None and (not args.offline or cfg.threshold == "calibrated")  # offline scores need none
     if assumed:
         normal = leading_frames(source, model.cfg.t_length)
@@ -90,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_outputs(args: argparse.Namespace) -> tuple[int, int] | None:
-    """The GIF's frame range; LocalizeError for output flags that cannot work, before any frame is read."""
+    """The GIF's frame range; LocalizeError for output flags that cannot work or would overwrite an input."""
+    from .localize_output import check_apart, output_paths
+
     gif_frames = parse_range(args.gif_frames) if args.gif_frames else None
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise LocalizeError(f"--out {args.out} is a file; give a folder for the outputs")
@@ -99,7 +119,19 @@ def _check_outputs(args: argparse.Namespace) -> tuple[int, int] | None:
                             f"and {args.gif_height}")
     if args.gif_frames and not args.gif_every:
         raise LocalizeError("--gif-frames chooses the frames of annotated.gif: give --gif-every N too")
+    outputs = list(output_paths(args.out, gif=args.gif_every > 0).values())
+    outputs += [Path(args.out) / "fit"] if args.fit_frames else []  # fit_on_frames rewrites OUT/fit/fit_frames
+    check_apart(args.out, {"--video": args.video, "--normal": args.normal, "--masks": args.masks,
+                           "--checkpoint": args.checkpoint}, outputs)
     return gif_frames
+
+
+def _check_gif_frames(gif_frames: tuple[int, int] | None, source: FrameSource, t_length: int) -> None:
+    """LocalizeError when --gif-frames holds no frame that will be scored (the first t_length - 1 are only inputs)."""
+    first = t_length - 1
+    if gif_frames and (gif_frames[1] <= first or gif_frames[0] >= len(source)):
+        raise LocalizeError(f"--gif-frames {gif_frames[0]}:{gif_frames[1]} holds no scored frame of {source.path} "
+                            f"({len(source)} frames; scored: {first}..{len(source) - 1})")
 
 
 def cmd_localize(args: argparse.Namespace) -> int:

@@ -4,14 +4,17 @@ Draws what :mod:`mnadlib.localize_video` found: every region's box with its scor
 frame (ground truth in green when known), the model's prediction, and the anomaly map as a heat
 map, side by side; the regularity curve (MNAD Eq. 12) with the frame threshold, the flagged frames
 and the ground truth shaded; and writes the annotated MP4, the plot, per-frame boxes (JSON, CSV)
-and the anomalous segments (JSON).
+and the anomalous segments (JSON). Every file is written beside and renamed into place, so a failed
+run leaves an earlier file whole, and no output is written over an input or into an input folder.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import json
+import io
+import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .checkpoint import atomic_write, atomic_write_json
 from .config import json_safe
 from .data import DataError, FrameSource
 from .localize import LocalizeError, find_regions
@@ -122,6 +126,9 @@ def write_video(res: LocalizeResult, source: str | Path | FrameSource, path: str
     src, path = as_source(source), Path(path)
     if path.suffix.lower() not in (".mp4", ".gif"):
         raise LocalizeError(f"cannot write {path}: use a .mp4 or .gif file name")
+    if _within(src.path, path):
+        raise LocalizeError(f"{path} is the video being read ({src.path}): it would be destroyed; write the "
+                            "annotated video to another file")
     gt = None if masks is None else check_masks(masks, src)
     path.parent.mkdir(parents=True, exist_ok=True)
     lo, hi = frames or (0, int(res.frames[-1]) + 1)
@@ -131,24 +138,34 @@ def write_video(res: LocalizeResult, source: str | Path | FrameSource, path: str
     rows = (panels(res, k, src.read(int(res.frames[k])), None if gt is None else mask_boxes(gt[res.frames[k]]),
                    min(height, res.frame_size[0])) for k in keep)
     rows = tqdm(rows, total=len(keep), desc="write video", disable=not progress, leave=False)
-    if path.suffix.lower() == ".gif":
-        import imageio.v2 as imageio
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # renamed over path once whole, as frames_to_video does
+    try:
+        if path.suffix.lower() == ".gif":
+            import imageio.v2 as imageio
 
-        imageio.mimsave(path, [r[..., ::-1] for r in rows], duration=1000 * max(1, every) / res.fps, loop=0)
-        return path
+            imageio.mimsave(tmp, [r[..., ::-1] for r in rows], duration=1000 * max(1, every) / res.fps, loop=0)
+        else:
+            _write_mp4(rows, tmp, res.fps, path)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _write_mp4(rows: Iterable[np.ndarray], tmp: Path, fps: float, path: Path) -> None:
+    """BGR rows as an mp4v video at ``tmp`` (the file that becomes ``path``)."""
     writer = None
     try:
         for row in rows:
             row = row[: row.shape[0] // 2 * 2, : row.shape[1] // 2 * 2]  # even sizes for the codec
             if writer is None:
-                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), res.fps, row.shape[1::-1])
+                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, row.shape[1::-1])
                 if not writer.isOpened():
                     raise DataError(f"OpenCV cannot write {path}")
             writer.write(row)
     finally:
         if writer is not None:
             writer.release()
-    return path
 
 
 def write_boxes(res: LocalizeResult, json_path: str | Path | None = None, csv_path: str | Path | None = None) -> None:
@@ -156,14 +173,58 @@ def write_boxes(res: LocalizeResult, json_path: str | Path | None = None, csv_pa
     if json_path is not None:
         per_frame = [{"frame": int(f), "regularity": float(r), "anomalous": bool(a), "boxes": b}
                      for f, r, a, b in zip(res.frames, res.regularity, res.flags, res.boxes)]
-        Path(json_path).write_text(json.dumps({"source": res.source, "frame_threshold": res.frame_threshold,
-                                               "frames": per_frame}, indent=1))
+        atomic_write_json({"source": res.source, "frame_threshold": res.frame_threshold, "frames": per_frame},
+                          json_path)
     if csv_path is not None:
-        with Path(csv_path).open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=["frame", "x0", "y0", "x1", "y1", "area", "score", "mean",
-                                              "regularity", "anomalous"])
-            w.writeheader()
-            w.writerows(res.records())
+        text = io.StringIO(newline="")
+        w = csv.DictWriter(text, fieldnames=["frame", "x0", "y0", "x1", "y1", "area", "score", "mean",
+                                             "regularity", "anomalous"])
+        w.writeheader()
+        w.writerows(res.records())
+        atomic_write(csv_path, lambda f: f.write(text.getvalue().encode()))
+
+
+OUTPUT_FILES = {"video": "annotated.mp4", "plot": "regularity.png", "json": "boxes.json", "csv": "boxes.csv",
+                "segments": "segments.json"}
+GIF_FILE = "annotated.gif"
+
+
+def output_paths(out_dir: str | Path, gif: bool = False) -> dict[str, Path]:
+    """The files write_outputs writes under out_dir (and annotated.gif), so a caller can check them beforehand."""
+    out = Path(out_dir)
+    return {k: out / n for k, n in OUTPUT_FILES.items()} | ({"gif": out / GIF_FILE} if gif else {})
+
+
+def _within(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it, symlinks resolved (and hard links of one file the same)."""
+    p, f = path.resolve(), folder.resolve()
+    if p == f or f in p.parents:
+        return True
+    try:
+        return os.path.samefile(p, f)
+    except OSError:  # either does not exist yet
+        return False
+
+
+def check_apart(out_dir: str | Path, inputs: dict[str, str | Path | None], outputs: Iterable[Path]) -> None:
+    """LocalizeError when an output would replace an input, or out_dir is an input folder or inside one.
+
+    ``inputs`` maps a name for the message (a flag) to a path, None for an input not given. Checked
+    before any frame is read: an output over the input video would destroy it, and files written into
+    a frame folder would be read as its frames by every later run.
+    """
+    out, outputs = Path(out_dir), list(outputs)
+    for name, given in inputs.items():
+        if given is None:
+            continue
+        inp = Path(given)
+        if inp.is_dir() and _within(out, inp):
+            raise LocalizeError(f"output folder {out} (--out) is the {name} folder {inp} or inside it: the outputs "
+                                f"would become part of that input; give an --out folder outside {inp}")
+        clash = next((o for o in outputs if _within(inp, o)), None)
+        if clash is not None:
+            raise LocalizeError(f"output {clash} would be written over the {name} input {inp}; give another --out "
+                                "folder (or move the input out of it)")
 
 
 def write_outputs(res: LocalizeResult, source: str | Path | FrameSource, out_dir: str | Path,
@@ -173,17 +234,19 @@ def write_outputs(res: LocalizeResult, source: str | Path | FrameSource, out_dir
     """Write annotated.mp4, regularity.png, boxes.json/.csv, segments.json (and annotated.gif) under out_dir."""
     import matplotlib.pyplot as plt
 
-    out = Path(out_dir)
+    src, out = as_source(source), Path(out_dir)
+    paths = output_paths(out, gif_every > 0)
+    check_apart(out, {"video": src.path}, paths.values())
     out.mkdir(parents=True, exist_ok=True)
-    paths = {k: out / n for k, n in (("video", "annotated.mp4"), ("plot", "regularity.png"), ("json", "boxes.json"),
-                                     ("csv", "boxes.csv"), ("segments", "segments.json"))}
     write_boxes(res, paths["json"], paths["csv"])  # the results first: a failing video leaves them written
-    paths["segments"].write_text(json.dumps(summary(res), indent=1))
+    atomic_write_json(summary(res), paths["segments"])
     gt = None if masks is None else np.asarray(masks).reshape(len(masks), -1).any(axis=1)
     fig = regularity_figure(res, gt=gt)
-    fig.savefig(paths["plot"], dpi=120)
-    plt.close(fig)
-    write_video(res, source, paths["video"], masks, panel_height, progress=progress)
+    try:
+        atomic_write(paths["plot"], lambda f: fig.savefig(f, dpi=120, format="png"))
+    finally:
+        plt.close(fig)
+    write_video(res, src, paths["video"], masks, panel_height, progress=progress)
     if gif_every > 0:
-        paths["gif"] = write_video(res, source, out / "annotated.gif", masks, gif_height, gif_every, progress, gif_frames)
+        write_video(res, src, paths["gif"], masks, gif_height, gif_every, progress, gif_frames)
     return paths

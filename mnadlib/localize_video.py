@@ -422,9 +422,12 @@ def localize(source: str | Path | FrameSource, model: MNAD, items: torch.Tensor 
     return relocalize(res)
 
 
+FIT_PRESET = "cpu"  # the preset fit_on_frames trains with unless told otherwise
+
+
 def fit_on_frames(source: str | Path | FrameSource, start: int, end: int, out_dir: str | Path,
-                  epochs: int | None = None, size: tuple[int, int] | None = None, preset_name: str = "cpu",
-                  holdout: float = 0.2, seed: int = 0, progress: bool = True) -> tuple[Path, FrameSource]:
+                  epochs: int | None = None, size: tuple[int, int] | None = None, preset_name: str = FIT_PRESET,
+                  holdout: float = 0.2, seed: int = 0, progress: bool = True) -> tuple[Path, FrameRange]:
     """Train on frames [start, end) of a video (minus a held-out tail); return the checkpoint and the tail.
 
     The frames are written at the model size to ``out_dir/fit_frames/fit`` and trained on with
@@ -433,7 +436,9 @@ def fit_on_frames(source: str | Path | FrameSource, start: int, end: int, out_di
     """
     if epochs is not None and epochs < 1:
         raise LocalizeError(f"--fit-epochs must be at least 1, got {epochs}; leave it out for the preset's")
-    src = as_source(source)
+    src, folder = as_source(source), Path(out_dir) / "fit_frames" / "fit"
+    if folder.resolve() in (src.path.resolve(), *src.path.resolve().parents):
+        raise LocalizeError(f"{src.path} lies in {folder}, which fit_on_frames empties first; give another out_dir")
     if end > len(src):
         raise LocalizeError(f"--fit-frames {start}:{end} goes past the end of {src.path} ({len(src)} frames)")
     if not 0 <= holdout < 1:
@@ -452,7 +457,6 @@ def fit_on_frames(source: str | Path | FrameSource, start: int, end: int, out_di
         raise LocalizeError(f"--fit-frames {start}:{end} is too short to train (and calibrate) on; "
                             f"give at least {shortest} frames (many more calibrate better)")
     cut = end - int(round(holdout * (end - start)))
-    folder = Path(out_dir) / "fit_frames" / "fit"
     shutil.rmtree(folder, ignore_errors=True)  # frames of an earlier, different stretch must not mix in
     folder.mkdir(parents=True)
     h, w = p.train.size

@@ -23,11 +23,11 @@ from mnadlib.checkpoint import save_checkpoint
 from mnadlib.cli import main
 from mnadlib.config import ModelConfig
 from mnadlib.data import list_videos, load_masks, split_dir
-from mnadlib.frames import FrameSource, frames_to_video, open_source
+from mnadlib.frames import DataError, FrameSource, frames_to_video, open_source
 from mnadlib.localize import LocalizeError
-from mnadlib import localize_video
+from mnadlib import localize_cli, localize_output, localize_video
 from mnadlib.localize_eval import FORK, FORK_NAME, OURS, OURS_NAME, default_modes, format_table, localization_metrics
-from mnadlib.localize_output import check_masks, write_outputs
+from mnadlib.localize_output import check_masks, panels, write_outputs, write_video
 from mnadlib.model import MNAD
 from mnadlib.localize_video import (FrameRange, LocalizeConfig, fit_normal, fit_on_frames, load_model, localize,
                                     parse_range, relocalize)
@@ -302,3 +302,150 @@ def test_fit_frames_asks_for_a_stretch_that_trains_and_calibrates(walking_footag
         fit_on_frames(open_source(video), 0, need - 1, tmp_path / "f", epochs=1, progress=False)
     holdout = round(0.2 * need)
     assert need - holdout >= 5 + 8 and holdout >= 5 + 1  # a batch of 8 clips of 5 frames; 2 scored held-out frames
+
+
+def test_cli_refuses_an_output_over_the_input_video(setup, data, ckpt, tmp_path, capsys):
+    """The reviewer's repro: the input video named annotated.mp4 inside --out was written over while being read."""
+    trap = tmp_path / "trap2"
+    video = frames_to_video(split_dir(data, "testing") / "02", trap / "annotated.mp4", fps=10)
+    elsewhere = frames_to_video(split_dir(data, "testing") / "01", tmp_path / "clip.mp4", fps=10)
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "annotated.mp4").symlink_to(elsewhere)
+    before = {p: p.read_bytes() for p in (video, elsewhere)}
+    for vid, out in ((video, trap), (elsewhere, tmp_path / "linked")):
+        assert _cli("--video", str(vid), "--checkpoint", str(ckpt), "--out", str(out)) == 2
+        err = capsys.readouterr().err.strip()
+        assert "would be written over the --video input" in err and len(err.splitlines()) == 1, err
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in trap.iterdir()) == ["annotated.mp4"]  # nothing else written either
+    with pytest.raises(LocalizeError, match="would be written over the video input"):  # the library refuses it too
+        write_outputs(setup[4], video, trap)
+
+
+def test_cli_refuses_an_output_folder_in_the_input_frame_folder(data, ckpt, tmp_path, capsys):
+    """The second repro: --out FRAMES wrote regularity.png among the frames, which broke every later run."""
+    frames = tmp_path / "trap" / "frames"
+    src = open_source(split_dir(data, "testing") / "02")
+    frames.mkdir(parents=True)
+    for i in range(len(src)):
+        cv2.imwrite(str(frames / f"{i:03d}.png"), src.read(i))
+    listing = sorted(p.name for p in frames.iterdir())
+    fit_input = tmp_path / "o" / "fit" / "fit_frames" / "fit"  # an earlier run's frames, which --fit-frames rewrites
+    fit_input.mkdir(parents=True)
+    cv2.imwrite(str(fit_input / "000.png"), src.read(0))
+    cases = {"is the --video folder": ["--video", str(frames), "--checkpoint", str(ckpt), "--out", str(frames)],
+             "or inside it": ["--video", str(frames), "--checkpoint", str(ckpt), "--out", str(frames / "run")],
+             "is the --normal folder": ["--video", str(split_dir(data, "testing") / "01"), "--checkpoint", str(ckpt),
+                        "--normal", str(frames), "--out", str(frames / "run")],
+             "would be written over the --video input": ["--video", str(fit_input), "--fit-frames", "0:1",
+                                                 "--out", str(tmp_path / "o")]}
+    for needle, args in cases.items():
+        assert _cli(*args) == 2, needle
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1, (needle, err)
+    with pytest.raises(LocalizeError, match="which fit_on_frames empties first"):
+        fit_on_frames(fit_input, 0, 1, tmp_path / "o" / "fit", epochs=1, holdout=0, progress=False)
+    assert sorted(p.name for p in frames.iterdir()) == listing
+    assert [p.name for p in fit_input.iterdir()] == ["000.png"]
+
+
+def test_write_outputs_leaves_earlier_files_whole_when_a_write_fails(setup, tmp_path, monkeypatch):
+    res, video = setup[4], setup[3]
+    paths = write_outputs(res, video, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    calls = []
+
+    def failing_panels(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise DataError("cannot decode frame 7")
+        return panels(*args, **kwargs)
+
+    monkeypatch.setattr(localize_output, "panels", failing_panels)
+    with pytest.raises(DataError, match="cannot decode"):
+        write_outputs(res, video, tmp_path)
+    assert len(calls) == 3 and {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temp file left
+
+    class Figure:
+        def savefig(self, f, **kwargs):
+            f.write(b"half a png")
+            raise OSError("No space left on device")
+
+    monkeypatch.setattr(localize_output, "regularity_figure", lambda *a, **k: Figure())
+    monkeypatch.setattr("matplotlib.pyplot.close", lambda fig: None)
+    with pytest.raises(OSError, match="No space left"):
+        write_outputs(res, video, tmp_path)
+    assert paths["plot"].read_bytes() == before["regularity.png"]
+    assert {p.name for p in tmp_path.iterdir()} == set(before)
+
+
+@pytest.fixture
+def no_training(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Replaces --fit-frames training with a recorder: bad input must be refused before it is called."""
+    calls: list = []
+
+    def fit(*args, **kwargs):
+        calls.append(args)
+        raise AssertionError("trained before the input was checked")
+
+    monkeypatch.setattr(localize_cli, "fit_on_frames", fit)
+    return calls
+
+
+@pytest.mark.parametrize("bad", ["other size", "0-byte", "gif frames", "gif frames of a video file", "threshold",
+                                 "normal"])
+def test_fit_frames_checks_the_whole_input_before_training(walking_footage, tmp_path, capsys, no_training, bad):
+    folder = walking_footage(tmp_path / "cam", n=40)
+    video, extra = str(folder), []
+    if bad == "other size":
+        cv2.imwrite(str(folder / "0035.png"), np.zeros((50, 60, 3), np.uint8))  # outside the fit range 0:30
+    elif bad == "0-byte":
+        (folder / "0035.png").write_bytes(b"")
+    elif bad.startswith("gif frames"):
+        video = str(frames_to_video(folder, tmp_path / "cam.avi", fps=10)) if "file" in bad else video
+        extra = ["--gif-every", "1", "--gif-frames", "1000:1100"]
+    elif bad == "threshold":
+        extra = ["--threshold", "5"]
+    else:
+        extra = ["--normal", str(tmp_path / "missing")]
+    rc = _cli("--video", video, "--fit-frames", "0:30", "--fit-epochs", "1", "--out", str(tmp_path / "o"), *extra)
+    err = capsys.readouterr().err.strip()
+    needle = {"other size": "0035.png is 60x50 but frame 0 is 128x96", "0-byte": "empty (0-byte) frame files",
+              "gif frames": "holds no scored frame", "gif frames of a video file": "(40 frames; scored: 4..39)",
+              "threshold": "maps must be in [0.0, 1.0]", "normal": "does not exist"}[bad]
+    assert rc == 2 and needle in err and len(err.splitlines()) == 1, err
+    assert no_training == [] and not (tmp_path / "o" / "fit").exists()
+
+
+def test_a_failure_after_fit_frames_training_says_how_to_reuse_the_model(walking_footage, tiny_checkpoint, tmp_path,
+                                                                          capsys, monkeypatch):
+    video, out = str(walking_footage(tmp_path / "cam", n=40)), tmp_path / "o"
+
+    def fake_fit(source, start, end, out_dir, *args, **kwargs):  # training, minus its minutes
+        return tiny_checkpoint(Path(out_dir) / "fit_run" / "model.pt", SIZE), FrameRange(source, 24, 30)
+
+    def failing_localize(source, *args, **kwargs):
+        raise DataError(f"cannot decode frame 33 of video {source.path}")
+
+    monkeypatch.setattr(localize_cli, "fit_on_frames", fake_fit)
+    monkeypatch.setattr(localize_cli, "localize", failing_localize)
+    assert _cli("--video", video, "--fit-frames", "0:30", "--out", str(out)) == 2
+    err = capsys.readouterr().err.strip()
+    model = out / "fit" / "fit_run" / "model.pt"
+    assert len(err.splitlines()) == 1 and err.startswith("error: cannot decode frame 33"), err
+    hint = re.search(r"rerun with (--checkpoint \S+ --normal-frames \S+) in place of --fit-frames", err)
+    assert hint and hint.group(1) == f"--checkpoint {model} --normal-frames 24:30", err
+    monkeypatch.undo()
+    assert _cli("--video", video, *hint.group(1).split(), "--out", str(out)) == 0, capsys.readouterr().err
+    summary = json.loads((out / "segments.json").read_text())
+    assert summary["normal_frames"] == "cam_24-30" and summary["scored_frames"] == 36
+
+
+def test_write_video_refuses_to_write_over_the_video_it_reads(setup, data, tmp_path):
+    res = setup[4]
+    video = frames_to_video(split_dir(data, "testing") / "02", tmp_path / "clip.mp4", fps=10)
+    before = video.read_bytes()
+    with pytest.raises(LocalizeError, match="is the video being read"):
+        write_video(res, video, video)
+    assert video.read_bytes() == before
+    assert write_video(res, video, tmp_path / "clip_annotated.mp4").stat().st_size > 0
