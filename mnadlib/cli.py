@@ -10,8 +10,10 @@ import argparse
 import dataclasses
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .checkpoint import CheckpointError
 from .config import ConfigError, EvalConfig, preset, validate_size
@@ -236,11 +238,29 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _one_line_warnings() -> None:
+    """Show mnadlib's own warnings (a truncated video) as one ``warning:`` line, without Python's source line."""
+    default = warnings.showwarning
+    if getattr(default, "mnadlib", False):  # installed by an earlier call in this process
+        return
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        if category.__module__.startswith("mnadlib"):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    show.mnadlib = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; bad input exits with status 2 and a one-line message."""
     from .data import DataError
 
     args = build_parser().parse_args(argv)
+    _one_line_warnings()
     try:
         return int(args.func(args) or 0)
     except (ConfigError, CheckpointError, DataError, OSError) as exc:  # OSError: a path that cannot be read or written

@@ -255,3 +255,17 @@ def test_cli_train_bad_numbers_and_ctrl_c(frames, tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(tr, "train", interrupted)
     assert cli.main(base + ["--out", str(tmp_path / "run")]) == 130
     assert "run the same command again to continue" in capsys.readouterr().err
+
+
+def test_cli_shows_mnadlib_warnings_as_one_line(capsys):
+    import warnings
+
+    from mnadlib import cli
+    from mnadlib.frames import TruncatedVideoWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        cli._one_line_warnings()
+        cli._one_line_warnings()  # installed once, however often main runs
+        warnings.warn("video cut.avi: its header says 20 frames but only the first 7 decode", TruncatedVideoWarning)
+    assert capsys.readouterr().err == "warning: video cut.avi: its header says 20 frames but only the first 7 decode\n"
