@@ -165,7 +165,8 @@ class ClipDataset(Dataset):
         short = [f"{v.name} ({len(v)} frames, {v.path})" for v in videos if len(v) < t_length]
         if short:
             raise DataError(f"videos shorter than t_length={t_length}: {', '.join(short)}; "
-                            "remove them or use a smaller t_length")
+                            "remove them (a clip is t_length consecutive frames: for prediction, the inputs and the "
+                            "frame predicted), or use a smaller t_length (ModelConfig.t_length)")
         self.videos, self.t_length, self.size = list(videos), t_length, (int(size[0]), int(size[1]))
         self.samples: list[tuple[int, int]] = [
             (v, s) for v, video in enumerate(self.videos) for s in range(len(video) - t_length + 1)
