@@ -277,12 +277,17 @@ def _build(state: dict[str, torch.Tensor], cfg: ModelConfig, source: str) -> MNA
     """Instantiate MNAD and load the state strictly; every name and shape is compared before any weight is allocated."""
     try:
         with torch.device("meta"):
-            expected = {k: tuple(v.shape) for k, v in MNAD(cfg).state_dict().items()}
+            meta = MNAD(cfg).state_dict()
+        expected = {k: tuple(v.shape) for k, v in meta.items()}
     except Exception as exc:  # a damaged config fails anywhere in the layers' constructors
         raise CheckpointError(f"{source}: its model configuration describes no MNAD model ({type(exc).__name__}: "
                               f"{exc}); it is damaged") from exc
-    wrong = sorted(set(expected) ^ set(state)) + [
-        f"{k} {tuple(state[k].shape)} (needs {expected[k]})" for k in expected if k in state and tuple(state[k].shape) != expected[k]]
+    wrong = sorted(set(expected) ^ set(state))
+    for k in sorted(expected.keys() & state.keys()):
+        if tuple(state[k].shape) != expected[k]:
+            wrong.append(f"{k} {tuple(state[k].shape)} (needs {expected[k]})")
+        elif meta[k].is_floating_point() and not state[k].is_floating_point():
+            wrong.append(f"{k} ({state[k].dtype}, needs floating point)")
     if wrong:
         more = f" and {len(wrong) - 5} more" if len(wrong) > 5 else ""
         raise CheckpointError(f"{source} does not fit an MNAD {cfg.method} model: {', '.join(wrong[:5])}{more} "

@@ -249,6 +249,8 @@ def _payload(tmp_path):
     (lambda p: p["model_config"].update(t_length=2.5), "describes no MNAD model"),
     (lambda p: p["model_config"].update(msize=7), "holds 10 memory items but its config says 7"),
     (lambda p: p["state_dict"]["encoder.moduleConv1.0.weight"].fill_(float("inf")), "NaN or infinite"),
+    (lambda p: p["state_dict"].update({"encoder.moduleConv1.0.weight": p["state_dict"]["encoder.moduleConv1.0.weight"].long()}),
+     r"encoder.moduleConv1.0.weight \(torch.int64, needs floating point\)"),
 ])
 def test_damaged_metadata_and_weights_of_our_checkpoints(tmp_path, change, message):
     path, payload = _payload(tmp_path)
