@@ -223,6 +223,32 @@ def check_length(video: str | Path, n: int, cfg: InjectConfig) -> None:
                         "with reproduce) or give a longer video")
 
 
+MEMORY_FACTOR = 2.5  # peak bytes per byte of the resized footage: the frames, their stack and the pasted copies
+
+
+def _available_bytes() -> int | None:
+    """Memory the system can still give (Linux's MemAvailable), None where it is not known."""
+    try:
+        with open("/proc/meminfo") as f:
+            line = next(line for line in f if line.startswith("MemAvailable:"))
+        return int(line.split()[1]) * 1024
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+
+
+def check_memory(video: str | Path, n: int, frame_hw: tuple[int, int], cfg: InjectConfig,
+                 available: int | None = None) -> None:
+    """Refuse footage whose ``n`` frames, held in memory at the working width, would not fit in the free memory."""
+    h, w = frame_hw
+    if cfg.width:
+        h, w = max(8, round(h * cfg.width / w)), cfg.width
+    need = int(MEMORY_FACTOR * n * h * w * 3)
+    free = _available_bytes() if available is None else available
+    if free is not None and need > free:
+        raise DataError(f"{video}: {n} frames at {w}x{h} need about {need / 2**30:.1f} GiB of memory to inject into, "
+                        f"and {free / 2**30:.1f} GiB are free; cut the video shorter or lower --width")
+
+
 def _check_name(name: str) -> None:
     """Refuse a dataset name that is no plain folder name: it would land outside ``out_root``, or be ``out_root`` itself."""
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
@@ -247,6 +273,7 @@ def inject(video: str | Path, out_root: str | Path, name: str = "injected", cfg:
     if len(sources) != 1:
         raise DataError(f"{video} holds {len(sources)} videos; give one video file or one folder of frames")
     check_length(video, len(sources[0]), cfg)  # the header's count: refused before the footage is read
+    check_memory(video, len(sources[0]), sources[0].frame_size, cfg)
     frames = _read_all(sources[0], cfg.width)
     n_train, n_test = _split(len(frames), cfg)
     check_length(video, len(frames), cfg)

@@ -201,3 +201,14 @@ def test_typical_motion_measures_frames_of_the_working_width_as_they_are(monkeyp
     assert after[0] == before[0] and np.array_equal(after[1], before[1])
     with pytest.raises(AssertionError, match="were resized"):
         typical_motion(frames[:, :, :300])
+
+
+def test_footage_too_large_for_the_free_memory_is_refused_before_it_is_read():
+    from mnadlib.inject import check_memory
+
+    cfg = InjectConfig()  # 360 px wide: 1280x720 becomes 360x202, 218 KB a frame
+    check_memory("cam.mp4", 22_500, (720, 1280), cfg, available=16 * 2**30)  # 15 minutes at 25 fps: 12 GiB
+    with pytest.raises(DataError, match=r"22500 frames at 360x202 need about 11.4 GiB .* 8.0 GiB are free"):
+        check_memory("cam.mp4", 22_500, (720, 1280), cfg, available=8 * 2**30)
+    with pytest.raises(DataError, match="at 1280x720"):
+        check_memory("cam.mp4", 22_500, (720, 1280), InjectConfig(width=0), available=16 * 2**30)
