@@ -13,6 +13,8 @@ import shutil
 import tempfile
 import warnings
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -281,6 +283,20 @@ def extract_frames(video_path: str | os.PathLike, out_dir: str | os.PathLike, ex
     return len(video)
 
 
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary name beside ``path`` for writers that need a file name (OpenCV, imageio), renamed over
+    ``path`` when the block succeeds and removed when it fails, so an earlier file is never left half-replaced."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # the suffix kept: writers choose the format by it
+    try:
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def frames_to_video(frames_dir_or_source: str | os.PathLike | FrameSource, out_path: str | os.PathLike,
                     fps: float = 25.0) -> Path:
     """Write a video as ``.mp4`` (mp4v) or ``.avi`` (MJPG), chosen by suffix, atomically."""
@@ -290,18 +306,14 @@ def frames_to_video(frames_dir_or_source: str | os.PathLike | FrameSource, out_p
     fourcc = {".mp4": "mp4v", ".avi": "MJPG"}.get(out.suffix.lower())
     if fourcc is None:
         raise DataError(f"cannot write {out}: use a .mp4 (mp4v) or .avi (MJPG) file name")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
     h, w = video.frame_size
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), (w, h))
-    try:
-        if not writer.isOpened():
-            raise DataError(f"OpenCV cannot write {out} with codec {fourcc}; try the other suffix")
-        for i in range(len(video)):
-            writer.write(video.read(i))
-        writer.release()
-        tmp.replace(out)
-    finally:
-        writer.release()
-        tmp.unlink(missing_ok=True)
+    with atomic_path(out) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), (w, h))
+        try:
+            if not writer.isOpened():
+                raise DataError(f"OpenCV cannot write {out} with codec {fourcc}; try the other suffix")
+            for i in range(len(video)):
+                writer.write(video.read(i))
+        finally:
+            writer.release()
     return out

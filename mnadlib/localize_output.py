@@ -25,6 +25,7 @@ from tqdm import tqdm
 from .checkpoint import atomic_write, atomic_write_json
 from .config import json_safe
 from .data import DataError, FrameSource
+from .frames import atomic_path
 from .localize import LocalizeError, find_regions
 from .localize_video import LocalizeResult, as_source
 
@@ -130,7 +131,6 @@ def write_video(res: LocalizeResult, source: str | Path | FrameSource, path: str
         raise LocalizeError(f"{path} is the video being read ({src.path}): it would be destroyed; write the "
                             "annotated video to another file")
     gt = None if masks is None else check_masks(masks, src)
-    path.parent.mkdir(parents=True, exist_ok=True)
     lo, hi = frames or (0, int(res.frames[-1]) + 1)
     keep = [k for k, f in enumerate(res.frames) if lo <= f < hi][:: max(1, every)]
     if not keep:
@@ -138,17 +138,13 @@ def write_video(res: LocalizeResult, source: str | Path | FrameSource, path: str
     rows = (panels(res, k, src.read(int(res.frames[k])), None if gt is None else mask_boxes(gt[res.frames[k]]),
                    min(height, res.frame_size[0])) for k in keep)
     rows = tqdm(rows, total=len(keep), desc="write video", disable=not progress, leave=False)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # renamed over path once whole, as frames_to_video does
-    try:
+    with atomic_path(path) as tmp:
         if path.suffix.lower() == ".gif":
             import imageio.v2 as imageio
 
             imageio.mimsave(tmp, [r[..., ::-1] for r in rows], duration=1000 * max(1, every) / res.fps, loop=0)
         else:
             _write_mp4(rows, tmp, res.fps, path)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
