@@ -122,6 +122,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+BENCH_DEFAULTS: dict[str, Any] = {"sizes": ["64", "128", "256"], "batch": 4, "width": 1.0, "preset": "paper", "epochs": 0}
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Print evaluation frames/s and training seconds/step for the given sizes, or a dataset's wall-time estimate."""
     from .bench import estimate, run
@@ -130,15 +133,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if low or args.width <= 0:
         raise ConfigError(f"{', '.join(low) or f'--width {args.width}'} is not usable: --threads, --batch and "
                           "--repeats must be at least 1 and --width above 0")
-    given = [flag for flag, value, default in (("--sizes", args.sizes, ["64", "128", "256"]), ("--batch", args.batch, 4),
-                                               ("--width", args.width, 1.0), ("--preset", args.preset, "paper"),
-                                               ("--epochs", args.epochs, 0)) if value != default]
-    ignored = [f for f in given if f in ("--sizes", "--batch", "--width")] if args.estimate else \
-        [f for f in given if f in ("--preset", "--epochs")]
+    other_mode = ("sizes", "batch", "width") if args.estimate else ("preset", "epochs")
+    ignored = [f"--{k}" for k in other_mode if getattr(args, k) != BENCH_DEFAULTS[k]]
     if ignored:
-        raise ConfigError(f"{', '.join(ignored)} {'do' if len(ignored) > 1 else 'does'} nothing "
-                          f"{'with --estimate, which takes size, batch and width from --preset' if args.estimate else 'without --estimate'}"
-                          "; drop it")
+        why = "with --estimate, which takes size, batch and width from --preset" if args.estimate else "without --estimate"
+        raise ConfigError(f"{', '.join(ignored)} {'do' if len(ignored) > 1 else 'does'} nothing {why}; drop it")
     if args.estimate:
         report = estimate(args.estimate, preset_name=args.preset, method=args.method, epochs=args.epochs,
                           threads=args.threads, device=args.device, repeats=args.repeats)
@@ -214,19 +213,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_convert)
 
     b = sub.add_parser("bench", help="throughput benchmark, or a dataset's wall-time estimate (not a test)")
-    b.add_argument("--sizes", nargs="+", default=["64", "128", "256"], help="square input sizes (default 64 128 256)")
+    b.add_argument("--sizes", nargs="+", default=BENCH_DEFAULTS["sizes"], help="square input sizes (default 64 128 256)")
     b.add_argument("--method", choices=["pred", "recon"], default="pred")
     b.add_argument("--threads", type=int, default=2, help="torch threads (default 2, this project's CI machine's cores)")
-    b.add_argument("--width", type=float, default=1.0, help="channel multiplier (default 1.0, the paper's)")
-    b.add_argument("--batch", type=int, default=4, help="training batch size (default 4, the paper's)")
+    b.add_argument("--width", type=float, default=BENCH_DEFAULTS["width"], help="channel multiplier (default 1.0, the paper's)")
+    b.add_argument("--batch", type=int, default=BENCH_DEFAULTS["batch"], help="training batch size (default 4, the paper's)")
     b.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (default 5)")
     b.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
     b.add_argument("--estimate", metavar="DATASET",
                    help="instead: estimate one variant's training and one evaluation pass with --preset, from "
                         "measured step, frame and read times: ped2, avenue or shanghai (published counts), or a "
                         "dataset folder with training/ and testing/ splits (counted)")
-    b.add_argument("--preset", default="paper", help="with --estimate: paper (default) or cpu; its size, width, batch")
-    b.add_argument("--epochs", type=int, default=0, help="with --estimate: training epochs; 0: the preset's")
+    b.add_argument("--preset", default=BENCH_DEFAULTS["preset"], help="with --estimate: paper (default) or cpu; its size, width, batch")
+    b.add_argument("--epochs", type=int, default=BENCH_DEFAULTS["epochs"], help="with --estimate: training epochs; 0: the preset's")
     b.set_defaults(func=cmd_bench)
 
     from .localize_cli import add_parser
