@@ -26,8 +26,9 @@ from .config import ConfigError, preset
 from .data import DataError, list_videos, load_masks, open_source, validate_video
 from .frames import FrameSource
 from .localize import LocalizeError
-from .localize_video import (FEW_CALIBRATION_FRAMES, FIT_PRESET, FrameRange, LocalizeConfig, fit_on_frames,
-                             leading_frames, load_model, localize, parse_range, parse_threshold)
+from .localize_video import (DEFAULT_FPS, FEW_CALIBRATION_FRAMES, FIT_PRESET, FrameRange, LocalizeConfig, check_fps,
+                             fit_on_frames, header_fps, leading_frames, load_model, localize, parse_range,
+                             parse_threshold)
 from .model import MNAD
 
 
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
                             "or --fit-frames START:END")
     gif_frames = _check_outputs(args)  # everything that can be checked is, before the long run
     cfg = config_from_args(args, size)
+    check_fps(args.fps)
     source = open_source(args.video)
     validate_video(source, headers=True)  # frame files: none empty, all of one size (headers only)
     masks = load_masks(args.masks, source) if args.masks else None
@@ -91,7 +93,10 @@ def _localize(args: argparse.Namespace, source: FrameSource, model: MNAD, items:
     assumed = normal is None and (not args.offline or cfg.threshold == "calibrated")  # offline scores need none
     if assumed:
         normal = leading_frames(source, model.cfg.t_length)
-    res = localize(source, model, items, cfg, normal=normal, progress=not args.quiet)
+    res = localize(source, model, items, cfg, normal=normal, progress=not args.quiet, fps=args.fps)
+    if args.fps is None and header_fps(source) is None:
+        print(f"note: {source.path} records no frame rate, so the segments' times, annotated.mp4 and the GIF assume "
+              f"{DEFAULT_FPS:g} fps; give the footage's rate with --fps", file=sys.stderr)
     if assumed:
         print(f"note: calibrated on frames 0:{len(normal)} of the video, assumed normal; choose normal footage with "
               "--normal or --normal-frames", file=sys.stderr)
@@ -161,6 +166,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--size", nargs=2, metavar=("H", "W"), help="model input size (default: the checkpoint's)")
     p.add_argument("--normal", help="normal footage (video, frame folder or folder of videos) for calibration")
     p.add_argument("--normal-frames", metavar="START:END", help="normal frames of --video for calibration")
+    p.add_argument("--fps", type=float, help="the footage's frame rate, for the segments' times, annotated.mp4 and "
+                   f"the GIF (default: the video file's, else {DEFAULT_FPS:g}: a frame folder records none)")
     p.add_argument("--offline", action="store_true", help="normalise scores over the whole video (the authors)")
     p.add_argument("--frame-threshold", type=float, help="regularity below this flags a frame")
     p.add_argument("--masks", help="ground-truth masks (folder or .npy) to draw in green")

@@ -124,16 +124,28 @@ def as_source(video: str | Path | FrameSource) -> FrameSource:
     return src
 
 
-def source_fps(source: FrameSource, default: float = 25.0) -> float:
-    """Frames per second of a video file (OpenCV's header value), else ``default``."""
+DEFAULT_FPS = 25.0  # frame rate assumed for a frame folder, or a video whose header has none
+MAX_FPS = 1000.0
+
+
+def header_fps(source: FrameSource) -> float | None:
+    """Frames per second in a video file's header (OpenCV's value); None for a frame folder or no usable value."""
     base = source.base if isinstance(source, FrameRange) else source
     if isinstance(base, VideoFile):
         cap = cv2.VideoCapture(str(base.path))
         fps = cap.get(cv2.CAP_PROP_FPS)
         cap.release()
-        if fps and math.isfinite(fps) and 0 < fps < 1000:
+        if fps and math.isfinite(fps) and 0 < fps < MAX_FPS:
             return float(fps)
-    return default
+    return None
+
+
+def check_fps(fps: float | None) -> float | None:
+    """``fps`` as given (None: the video's own), or LocalizeError when it is no usable frame rate."""
+    if fps is not None and not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+        raise LocalizeError(f"fps must be a frame rate above 0 and at most {MAX_FPS:g}, got {fps}; "
+                            "give the rate the footage was recorded at")
+    return fps
 
 
 def parse_range(text: str) -> tuple[int, int]:
@@ -406,8 +418,13 @@ def relocalize(res: LocalizeResult, cfg: LocalizeConfig | None = None, **changes
 
 def localize(source: str | Path | FrameSource, model: MNAD, items: torch.Tensor | None, cfg: LocalizeConfig,
              normal: NormalReference | FrameSource | list[FrameSource] | None = None,
-             progress: bool = True) -> LocalizeResult:
-    """Score and localize every frame of a video; ``normal`` calibrates thresholds and streaming scores."""
+             progress: bool = True, fps: float | None = None) -> LocalizeResult:
+    """Score and localize every frame of a video; ``normal`` calibrates thresholds and streaming scores.
+
+    ``fps`` sets the frame rate of the segments' times and the written videos; None takes the video
+    file's header, else DEFAULT_FPS (a frame folder records none).
+    """
+    check_fps(fps)
     if cfg.size is None:
         raise LocalizeError("cfg.size is None: set the model input size (load_model returns the checkpoint's)")
     src = as_source(source)
@@ -416,8 +433,8 @@ def localize(source: str | Path | FrameSource, model: MNAD, items: torch.Tensor 
     if normal is not None and not isinstance(normal, NormalReference):
         normal = fit_normal(model, items, normal, cfg, progress=progress)
     run = _run(model, items, src, cfg.size, cfg, progress, "localize")
-    res = LocalizeResult(str(src.path), src.frame_size, source_fps(src), cfg, cfg.size, np.asarray(run["frames"]),
-                         np.asarray(run["psnr"]), np.asarray(run["dist"]), run["preds"], run["targets"],
+    res = LocalizeResult(str(src.path), src.frame_size, fps or header_fps(src) or DEFAULT_FPS, cfg, cfg.size,
+                         np.asarray(run["frames"]), np.asarray(run["psnr"]), np.asarray(run["dist"]), run["preds"], run["targets"],
                          run["dists"], normal)
     return relocalize(res)
 

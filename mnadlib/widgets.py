@@ -28,8 +28,8 @@ from .data import DataError, FrameSource, list_videos, load_masks, open_source, 
 from .localize import VALID_RANGE, LocalizeError
 from .localize_eval import FORK
 from .localize_output import mask_boxes, panels, regularity_figure, write_boxes, write_video
-from .localize_video import (LocalizeConfig, LocalizeResult, NormalReference, fit_normal, leading_frames, load_model,
-                             localize, relocalize)
+from .localize_video import (LocalizeConfig, LocalizeResult, NormalReference, check_fps, fit_normal, leading_frames,
+                             load_model, localize, relocalize)
 
 INPUT_ERRORS = (LocalizeError, DataError, CheckpointError, ConfigError, FileNotFoundError, OSError)
 THRESHOLD_CHOICES = ("calibrated", "otsu", "fork", "fixed")
@@ -54,8 +54,11 @@ def list_test_videos(dataset_root: str | Path) -> list[str]:
 
 def open_session(video: str | Path | FrameSource, model: torch.nn.Module, items: torch.Tensor | None,
                  cfg: LocalizeConfig, normal: NormalReference | None = None, masks_root: str | Path | None = None,
-                 normal_fraction: float = 0.25) -> Session:
-    """Localize a video; without ``normal``, its first ``normal_fraction`` of frames calibrate the thresholds."""
+                 normal_fraction: float = 0.25, fps: float | None = None) -> Session:
+    """Localize a video; without ``normal``, its first ``normal_fraction`` of frames calibrate the thresholds.
+
+    ``fps`` is the footage's frame rate for the exports and times (None: the file's, else 25).
+    """
     src = video if isinstance(video, FrameSource) else open_source(video)
     need = model.cfg.t_length
     if len(src) < need + 1:
@@ -63,7 +66,7 @@ def open_session(video: str | Path | FrameSource, model: torch.nn.Module, items:
                             f"(t_length={need} to predict one frame)")
     if normal is None:
         normal = fit_normal(model, items, leading_frames(src, need, normal_fraction), cfg)
-    res = localize(src, model, items, cfg, normal=normal, progress=False)
+    res = localize(src, model, items, cfg, normal=normal, progress=False, fps=fps)
     masks = load_masks(masks_root, src) if masks_root is not None else None
     return Session(src, res, res, masks)
 
@@ -162,15 +165,17 @@ class LocalizationApp:
     """The ipywidgets app; ``app.widget`` is the box to display. Exports and uploads go to ``out_dir``.
 
     The controls start from ``cfg`` (map kind, threshold, minimum area, alpha, largest-only); ``video``
-    names the test video shown first (default: the first).
+    names the test video shown first (default: the first); ``fps`` is the test videos' frame rate for
+    the exported MP4/GIF and times (None: a video file's own, else 25; frame folders record none).
     """
 
     def __init__(self, checkpoint: str | Path, dataset_root: str | Path | None = None, out_dir: str | Path | None = None,
-                 cfg: LocalizeConfig | None = None, size: tuple[int, int] | None = None, video: str = "") -> None:
+                 cfg: LocalizeConfig | None = None, size: tuple[int, int] | None = None, video: str = "",
+                 fps: float | None = None) -> None:
         import ipywidgets as w
 
         self.out_dir = Path(out_dir) if out_dir else scratch_dir("localization")
-        self.root, self._busy, self._before_fork = dataset_root, False, None
+        self.root, self._busy, self._before_fork, self.fps = dataset_root, False, None, check_fps(fps)
         self.cfg, self.session, self.model, self.items, self.normal = cfg or LocalizeConfig(), None, None, None, None
         names = list_test_videos(dataset_root) if dataset_root else []
         if video and video not in names:
@@ -257,7 +262,7 @@ class LocalizationApp:
         if self.model is None or not name:
             return
         src = next(v for v in list_videos(split_dir(self.root, "testing")) if v.name == name)
-        self._start(open_session(src, self.model, self.items, self.cfg, self.normal, self.root), f"loaded {name}")
+        self._start(open_session(src, self.model, self.items, self.cfg, self.normal, self.root, fps=self.fps), f"loaded {name}")
 
     def _load_upload(self, value: Any) -> None:
         """Localize an uploaded video, calibrated on its own first quarter."""

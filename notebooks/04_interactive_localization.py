@@ -73,6 +73,7 @@ threshold: str = "calibrated"  # calibrated (percentile of normal frames), otsu,
 percentile: float = 99.9  # calibrated: percentile of the map's values on normal training frames
 min_area: int = -1  # smallest region in frame pixels; -1: 0.1% of the frame
 alpha: float = 0.6  # weight of PSNR in the regularity score (paper: 0.6)
+fps: float = 0.0  # the test videos' frame rate, for the exported MP4/GIF and times; 0: a video file's own, else 25
 seed: int = 0  # seed for anything random
 threads: int = 1  # torch CPU threads; these small models run fastest on one (more can be far slower on a busy CPU)
 metrics: bool = True  # compute pixel AUROC, UCSD 40% AUC and RBDC/TBDC for the fork's mode and ours
@@ -115,7 +116,7 @@ print(f"checkpoint {ckpt}\ndataset {data.path}\n{cfg}")
 # test video; each new video runs the model once, after which every slider only re-thresholds.
 
 # %%
-app = LocalizationApp(ckpt, data.path, out_dir=run.root / "localization", cfg=cfg, video=video)
+app = LocalizationApp(ckpt, data.path, out_dir=run.root / "localization", cfg=cfg, video=video, fps=fps or None)
 display(app.widget)
 
 # %% [markdown]

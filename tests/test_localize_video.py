@@ -213,6 +213,23 @@ def test_cli_stable_entry_point_calibrates_on_the_first_quarter(data, ckpt, tmp_
     assert summary["normal_frames"] == "02_0-6" and summary["calibrated_pixel_threshold"] is not None
 
 
+def test_cli_fps_sets_the_times_of_a_frame_folder_and_says_when_it_is_assumed(data, ckpt, tmp_path, capsys):
+    video = split_dir(data, "testing") / "02"
+    common = ["--video", str(video), "--checkpoint", str(ckpt), "--threshold", "otsu", "--offline"]
+    assert _cli(*common, "--out", str(tmp_path / "assumed")) == 0
+    assert "records no frame rate, so the segments' times, annotated.mp4 and the GIF assume 25 fps" in capsys.readouterr().err
+    assert _cli(*common, "--out", str(tmp_path / "given"), "--fps", "10") == 0
+    assert "records no frame rate" not in capsys.readouterr().err
+    assumed, given = (json.loads((tmp_path / name / "segments.json").read_text()) for name in ("assumed", "given"))
+    assert (assumed["fps"], given["fps"]) == (25.0, 10.0)
+    assert given["segments"], "otsu flags some frames of this video"
+    for seg in given["segments"]:
+        assert (seg["start_s"], seg["end_s"]) == (round(seg["start"] / 10, 3), round(seg["end"] / 10, 3))
+    cap = cv2.VideoCapture(str(tmp_path / "given" / "annotated.mp4"))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0)
+    cap.release()
+
+
 def test_cli_bad_input_exits_2_with_one_line(data, ckpt, tmp_path, capsys):
     test = split_dir(data, "testing")
     garbage = tmp_path / "garbage.mp4"
@@ -241,6 +258,8 @@ def test_cli_bad_input_exits_2_with_one_line(data, ckpt, tmp_path, capsys):
         "--gif-every must be >= 0": ["--video", str(test / "01"), *common, "--gif-every", "-1"],
         "holds no scored frame": ["--video", str(test / "01"), *common, "--gif-every", "1", "--gif-frames", "500:600"],
         "is a file; give a folder": ["--video", str(test / "01"), "--checkpoint", str(ckpt), "--out", str(wrong_masks)],
+        "fps must be a frame rate above 0": ["--video", str(test / "01"), *common, "--fps", "0"],
+        "at most 1000, got nan": ["--video", str(test / "01"), *common, "--fps", "nan"],
     }
     for needle, args in cases.items():
         assert _cli(*args) == 2, needle

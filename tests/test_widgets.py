@@ -179,6 +179,17 @@ def test_app_starts_from_the_given_settings_and_video(data, ckpt, tmp_path):
         LocalizationApp(ckpt, data, out_dir=tmp_path, cfg=LocalizeConfig(threshold=1e-6))
 
 
+def test_the_apps_fps_sets_the_exported_videos_rate(data, ckpt, tmp_path):
+    app = LocalizationApp(ckpt, data, out_dir=tmp_path, fps=10)
+    assert app.session.result.fps == 10.0
+    cap = cv2.VideoCapture(str(export(app.session, tmp_path, "mp4")))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0)
+    cap.release()
+    assert LocalizationApp(ckpt, data, out_dir=tmp_path).session.result.fps == 25.0  # frame folders record no rate
+    with pytest.raises(LocalizeError, match="fps must be a frame rate above 0"):
+        LocalizationApp(ckpt, data, out_dir=tmp_path, fps=-1)
+
+
 def test_after_an_upload_the_earlier_test_video_can_be_chosen_again(data, ckpt, tmp_path):
     app = LocalizationApp(ckpt, data, out_dir=tmp_path)
     clip = split_dir(data, "testing") / "02"
