@@ -17,7 +17,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import cv2
 import numpy as np
@@ -56,16 +56,17 @@ class InjectConfig:
             raise ConfigError("height_fraction must be in (0, 1] and speed_factor (low, high) with 0 < low <= high")
 
 
-def _read_all(source: FrameSource, width: int) -> np.ndarray:
-    """Every frame as (T, H, W, 3) uint8 BGR, resized to ``width`` (aspect kept) when width > 0."""
-    frames = []
-    for i in range(len(source)):
-        img = source.read(i)
-        if width and img.shape[1] != width:
-            h = max(8, round(img.shape[0] * width / img.shape[1]))
-            img = cv2.resize(img, (width, h), interpolation=cv2.INTER_AREA)
-        frames.append(img)
-    return np.stack(frames)
+def _resized(img: np.ndarray, width: int) -> np.ndarray:
+    """A frame resized to ``width`` (aspect kept, area-averaged) when width > 0 and it is another width."""
+    if width and img.shape[1] != width:
+        h = max(8, round(img.shape[0] * width / img.shape[1]))
+        img = cv2.resize(img, (width, h), interpolation=cv2.INTER_AREA)
+    return img
+
+
+def _clip(source: FrameSource, start: int, length: int, width: int) -> np.ndarray:
+    """Frames start..start+length-1 of the footage as (T, H, W, 3) uint8 BGR at the working width."""
+    return np.stack([_resized(source.read(i), width) for i in range(start, start + length)])
 
 
 UNCHANGED_MAD = 0.5  # mean absolute grey-level difference under which two frames count as the same picture
@@ -73,7 +74,7 @@ MOTION_WIDTH = 360  # frames are measured at this width, so that the flow window
 
 
 def _to_width(img: np.ndarray, width: int) -> np.ndarray:
-    """``img`` resized to ``width`` (aspect kept as ``_read_all`` keeps it): area-averaged when shrunk, bilinear when enlarged."""
+    """``img`` resized to ``width`` (aspect kept as ``_resized`` keeps it): area-averaged when shrunk, bilinear when enlarged."""
     if img.shape[1] == width:
         return img
     h = max(8, round(img.shape[0] * width / img.shape[1]))
@@ -89,7 +90,52 @@ def _resample_rows(weights: np.ndarray, n: int) -> np.ndarray:
     return np.diff(np.interp(np.arange(n + 1) * len(weights) / n, np.arange(len(weights) + 1), cdf))
 
 
-def typical_motion(frames: np.ndarray, step: int = 2) -> tuple[float, np.ndarray]:
+class _MotionMeter:
+    """``typical_motion`` fed one frame at a time, so that footage is measured without being held in memory."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.shape = step, None  # shape: (H, W) of the frames, from the first
+        self.window: list[tuple[np.ndarray, np.ndarray]] = []  # (grey at the frames' size, at MOTION_WIDTH)
+        self.mags: list[np.ndarray] = []
+        self.rows = np.zeros(0)  # moving pixels per row at MOTION_WIDTH
+
+    def add(self, frame: np.ndarray) -> None:
+        """Take the next frame; every ``step`` frames, measure the first pair among them that changes."""
+        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        small = _to_width(grey, MOTION_WIDTH)
+        if self.shape is None:
+            self.shape, self.rows = frame.shape[:2], np.zeros(small.shape[0])
+        self.window.append((grey, small))
+        if len(self.window) == self.step + 1:
+            self._measure()
+            self.window = self.window[-1:]
+
+    def _measure(self) -> None:
+        """Flow of the window's first pair that shows two different pictures (none when all repeat)."""
+        pair = next((k for k in range(len(self.window) - 1) if float(np.abs(
+            self.window[k][0].astype(np.int16) - self.window[k + 1][0]).mean()) >= UNCHANGED_MAD), None)
+        if pair is None:
+            return
+        flow = cv2.calcOpticalFlowFarneback(self.window[pair][1], self.window[pair + 1][1], None,
+                                            0.5, 3, 15, 3, 5, 1.2, 0)
+        mag = np.linalg.norm(flow, axis=-1)
+        moving = mag > 0.5
+        self.mags.append(mag[moving])
+        self.rows += moving.sum(axis=1)
+
+    def result(self) -> tuple[float, np.ndarray]:
+        """(speed in px/frame, row weights) of the frames taken so far; DataError when they hardly move."""
+        if len(self.window) > 1:
+            self._measure()
+        moved = np.concatenate(self.mags) if self.mags else np.zeros(0)
+        if moved.size < 100 or self.rows.sum() == 0:
+            raise DataError("the footage hardly moves (under 100 moving pixels): pick a video of a scene with "
+                            "people or traffic, or a longer stretch of it")
+        rows = _resample_rows(self.rows, self.shape[0])
+        return float(np.median(moved)) * (self.shape[1] / MOTION_WIDTH), rows / rows.sum()
+
+
+def typical_motion(frames: Iterable[np.ndarray], step: int = 2) -> tuple[float, np.ndarray]:
     """(median flow magnitude of moving pixels in px/frame, rows weighted by how much moves there).
 
     Farneback optical flow between frame pairs ``step`` apart, on the frames resized to
@@ -98,27 +144,13 @@ def typical_motion(frames: np.ndarray, step: int = 2) -> tuple[float, np.ndarray
     then given in the pixels and rows of ``frames``. The row weights say where in the picture people
     walk. A pair that shows the same picture twice (a frozen camera, a frame-rate conversion that
     repeats frames; judged at the frames' own size) is replaced by the next pair that changes, so
-    such footage is measured by the frames in which it moves.
+    such footage is measured by the frames in which it moves. ``frames`` may be any iterable of
+    (H, W, 3) BGR frames; they are read once, and at most ``step + 1`` are held.
     """
-    source = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
-    changed = [float(np.abs(a.astype(np.int16) - b).mean()) >= UNCHANGED_MAD for a, b in zip(source, source[1:])]
-    gray = [_to_width(g, MOTION_WIDTH) for g in source]
-    mags, rows = [], np.zeros(gray[0].shape[0])
-    for i in range(0, len(gray) - 1, step):
-        j = next((k for k in range(i, min(i + step, len(changed))) if changed[k]), None)
-        if j is None:
-            continue
-        flow = cv2.calcOpticalFlowFarneback(gray[j], gray[j + 1], None, 0.5, 3, 15, 3, 5, 1.2, 0)
-        mag = np.linalg.norm(flow, axis=-1)
-        moving = mag > 0.5
-        mags.append(mag[moving])
-        rows += moving.sum(axis=1)
-    moved = np.concatenate(mags) if mags else np.zeros(0)
-    if moved.size < 100 or rows.sum() == 0:
-        raise DataError("the footage hardly moves (under 100 moving pixels): pick a video of a scene with "
-                        "people or traffic, or a longer stretch of it")
-    rows = _resample_rows(rows, frames.shape[1])
-    return float(np.median(moved)) * (frames.shape[2] / MOTION_WIDTH), rows / rows.sum()
+    meter = _MotionMeter(step)
+    for frame in frames:
+        meter.add(frame)
+    return meter.result()
 
 
 @dataclass
@@ -223,32 +255,6 @@ def check_length(video: str | Path, n: int, cfg: InjectConfig) -> None:
                         "with reproduce) or give a longer video")
 
 
-MEMORY_FACTOR = 2.5  # peak bytes per byte of the resized footage: the frames, their stack and the pasted copies
-
-
-def _available_bytes() -> int | None:
-    """Memory the system can still give (Linux's MemAvailable), None where it is not known."""
-    try:
-        with open("/proc/meminfo") as f:
-            line = next(line for line in f if line.startswith("MemAvailable:"))
-        return int(line.split()[1]) * 1024
-    except (OSError, StopIteration, ValueError, IndexError):
-        return None
-
-
-def check_memory(video: str | Path, n: int, frame_hw: tuple[int, int], cfg: InjectConfig,
-                 available: int | None = None) -> None:
-    """Refuse footage whose ``n`` frames, held in memory at the working width, would not fit in the free memory."""
-    h, w = frame_hw
-    if cfg.width:
-        h, w = max(8, round(h * cfg.width / w)), cfg.width
-    need = int(MEMORY_FACTOR * n * h * w * 3)
-    free = _available_bytes() if available is None else available
-    if free is not None and need > free:
-        raise DataError(f"{video}: {n} frames at {w}x{h} need about {need / 2**30:.1f} GiB of memory to inject into, "
-                        f"and {free / 2**30:.1f} GiB are free; cut the video shorter or lower --width")
-
-
 def _check_name(name: str) -> None:
     """Refuse a dataset name that is no plain folder name: it would land outside ``out_root``, or be ``out_root`` itself."""
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
@@ -272,31 +278,32 @@ def inject(video: str | Path, out_root: str | Path, name: str = "injected", cfg:
     sources = list_videos(video)
     if len(sources) != 1:
         raise DataError(f"{video} holds {len(sources)} videos; give one video file or one folder of frames")
-    check_length(video, len(sources[0]), cfg)  # the header's count: refused before the footage is read
-    check_memory(video, len(sources[0]), sources[0].frame_size, cfg)
-    frames = _read_all(sources[0], cfg.width)
-    n_train, n_test = _split(len(frames), cfg)
-    check_length(video, len(frames), cfg)
-    L = cfg.clip_length
-    train = frames[: n_train * L]
-    h = cfg.height_fraction * frames.shape[1]
+    source, L = sources[0], cfg.clip_length
+    check_length(video, len(source), cfg)  # refused before the footage is read
+    n_train, n_test = _split(len(source), cfg)
+    hw = _resized(source.read(0), cfg.width).shape[:2]
+    h = cfg.height_fraction * hw[0]
 
     def write(ds: Path) -> list[int]:
-        speed, rows = typical_motion(train)
-        plans = _plan(cfg, n_test, L, frames.shape[1:3], speed, rows, np.random.default_rng(cfg.seed))
-        labels, videos = [], {}
+        meter = _MotionMeter(step=2)  # the training split is measured as it is written, one clip in memory
         for v in range(n_train):
-            _write(ds / "training" / "frames" / f"{v + 1:02d}", train[v * L:(v + 1) * L], cfg.jpeg_quality)
+            clip = _clip(source, v * L, L, cfg.width)
+            _write(ds / "training" / "frames" / f"{v + 1:02d}", clip, cfg.jpeg_quality)
+            for frame in clip:
+                meter.add(frame)
+        speed, rows = meter.result()
+        plans = _plan(cfg, n_test, L, hw, speed, rows, np.random.default_rng(cfg.seed))
+        labels, videos = [], {}
         for v, events in enumerate(plans):
             start = (n_train + v) * L
-            clip, masks, objects = _inject(frames[start:start + L], events, h)
+            clip, masks, objects = _inject(_clip(source, start, L, cfg.width), events, h)
             vname = f"{v + 1:02d}"
             _write(ds / "testing" / "frames" / vname, clip, cfg.jpeg_quality)
             _write(ds / "testing" / "masks" / vname, masks.astype(np.uint8) * 255)
             labels += [int(m.any()) for m in masks]
             videos[vname] = {"length": L, "source_first_frame": start, "objects": objects}
         meta = {"videos": videos, "source": str(video), "config": asdict(cfg), "typical_motion_px": speed,
-                "frame_size": list(frames.shape[1:3]), "box_format": synth.BOX_FORMAT}
+                "frame_size": list(hw), "box_format": synth.BOX_FORMAT}
         (ds / "testing" / "annotations.json").write_text(json.dumps(meta, indent=1))
         return labels
 
