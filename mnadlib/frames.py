@@ -26,6 +26,16 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm")
 
 
+JPEG_EXTS = (".jpg", ".jpeg")
+
+
+def jpeg_cut_short(data: bytes) -> bool:
+    """Whether JPEG bytes lack the end-of-image marker after their last scan: libjpeg decodes a truncated file silently."""
+    # scan data never holds the marker bytes (an FF in it is followed by 00), so no decoding is needed
+    last_scan = data.rfind(b"\xff\xda")
+    return last_scan < 0 or data.find(b"\xff\xd9", last_scan + 2) < 0
+
+
 class DataError(ValueError):
     """Input data is missing or malformed; the message names the path and what to do."""
 
@@ -137,11 +147,14 @@ class FrameFolder(FrameSource):
         return f"frame file {self.files[i]}"
 
     def _decode(self, i: int) -> np.ndarray:
-        img = cv2.imread(str(self.files[i]), cv2.IMREAD_COLOR)
+        f = self.files[i]
+        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
         if img is None:
-            size = self.files[i].stat().st_size
-            raise DataError(f"cannot read image {self.files[i]} ({size} bytes): the file is empty "
+            raise DataError(f"cannot read image {f} ({f.stat().st_size} bytes): the file is empty "
                             "or corrupt; re-extract it or remove it from the video folder")
+        if f.suffix.lower() in JPEG_EXTS and jpeg_cut_short(f.read_bytes()):
+            raise DataError(f"frame file {f} is cut short (no end-of-image marker after its last scan; OpenCV "
+                            "would fill the missing rows with grey): re-extract or copy this video's frames again")
         return img
 
 

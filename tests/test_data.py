@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import warnings
 from pathlib import Path
@@ -10,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from mnadlib.data import (
@@ -374,6 +376,27 @@ def test_error_unreadable_and_zero_byte_images(tmp_path):
         src.read(2)
     with pytest.raises(DataError, match="empty \\(0-byte\\) frame files"):
         validate_video(src)
+
+
+def test_error_jpeg_frame_cut_short_is_named_not_decoded_grey(tmp_path):
+    folder = tmp_path / "v"
+    folder.mkdir()
+    noise = np.random.default_rng(0).integers(0, 256, (3, H, W, 3), dtype=np.uint8)  # most bytes in the scan
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i:03d}.jpg"), noise[i])
+    whole = (folder / "001.jpg").read_bytes()
+    (folder / "001.jpg").write_bytes(whole[: len(whole) * 2 // 3])
+    assert cv2.imread(str(folder / "001.jpg")) is not None  # OpenCV reads it, grey below the cut
+    src = open_source(folder)
+    src.read(0)
+    with pytest.raises(DataError, match=r"001\.jpg is cut short"):
+        src.read(1)
+    with pytest.raises(DataError, match="cut short"):
+        validate_video(src, full=True)
+    buf = io.BytesIO()
+    Image.fromarray(noise[1]).save(buf, "JPEG", progressive=True, exif=Image.Exif())
+    (folder / "001.jpg").write_bytes(buf.getvalue() + b"\0" * 16)  # progressive, EXIF, zero padding: whole
+    assert src.read(1).shape == (H, W, 3)
 
 
 def test_error_corrupt_empty_and_truncated_videos(tmp_path):
