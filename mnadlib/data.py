@@ -258,10 +258,10 @@ def load_labels(path: str | os.PathLike,
 
 
 def _mask_stack(files: list[Path]) -> np.ndarray:
-    """Image masks as bool (T, H, W), nonzero = anomalous."""
+    """Image masks as bool (T, H, W), nonzero = anomalous; 16-bit masks keep their depth, so a 0/1 mask stays one."""
     masks = []
     for f in files:
-        m = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
+        m = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
         if m is None:
             raise DataError(f"cannot read mask image {f}; the file is empty or corrupt")
         masks.append(m != 0)

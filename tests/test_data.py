@@ -287,6 +287,9 @@ def test_masks_our_layout(ds):
     masks = load_masks(ds, video)
     assert masks.dtype == bool and masks.shape == (4, H, W) and masks[2, 2, :5].all() and masks.sum() == 20
     np.testing.assert_array_equal(load_masks(ds / "testing" / "masks", video), masks)
+    for k in range(4):  # 16-bit masks of 0 and 1, as some annotation tools write them
+        cv2.imwrite(str(folder / f"{k:03d}.png"), (masks[k] * 1).astype(np.uint16))
+    np.testing.assert_array_equal(load_masks(ds, video), masks)
     (folder / "003.png").unlink()
     with pytest.raises(DataError, match="3 masks.*4 frames"):
         load_masks(ds, video)
