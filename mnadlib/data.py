@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .frames import IMAGE_EXTS, VIDEO_EXTS, DataError, FrameFolder, FrameSource, media_files, natural_key, open_source
+from .frames import (IMAGE_EXTS, VIDEO_EXTS, DataError, FrameFolder, FrameSource, check_links, media_files, natural_key,
+                     open_source)
 
 # Published facts of the real datasets; validate_layout reports departures as warnings.
 KNOWN_DATASETS: dict[str, dict] = {
@@ -75,6 +76,7 @@ def list_videos(path: str | os.PathLike) -> list[FrameSource]:
     if path.is_file():
         return [open_source(path)]
     entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+    check_links([p for p in entries if p.suffix.lower() in ("", *VIDEO_EXTS)])  # a video's folder or file
     dirs = [p for p in entries
             if p.is_dir() and not p.name.endswith("_gt") and p.name not in _ANNOTATION_DIRS]
     files = [p for p in entries if p.is_file() and p.suffix.lower() in VIDEO_EXTS]

@@ -52,10 +52,19 @@ def natural_key(path_or_name: str | os.PathLike) -> tuple:
 
 
 def media_files(folder: Path, exts: tuple[str, ...]) -> list[Path]:
-    """Visible files in ``folder`` with one of ``exts`` (any case), naturally sorted."""
-    found = [p for p in folder.iterdir()
-             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in exts]
-    return sorted(found, key=natural_key)
+    """Visible files in ``folder`` with one of ``exts`` (any case), naturally sorted; a broken link to one is an error, not a gap."""
+    found = [p for p in folder.iterdir() if not p.name.startswith(".") and p.suffix.lower() in exts]
+    check_links(found)
+    return sorted((p for p in found if p.is_file()), key=natural_key)
+
+
+def check_links(paths: list[Path]) -> None:
+    """Refuse a symbolic link whose target is gone, which would otherwise drop a frame or a video without a word."""
+    broken = [p for p in paths if p.is_symlink() and not p.exists()]
+    if broken:
+        raise DataError(f"{broken[0]} is a symbolic link to {os.readlink(broken[0])}, which does not exist"
+                        + (f" (and {len(broken) - 1} more in {broken[0].parent})" if len(broken) > 1 else "")
+                        + "; mount or copy its target, or remove the link")
 
 
 class FrameSource:

@@ -123,6 +123,21 @@ def test_split_folder_holding_videos_directly(tmp_path):
         list_videos(split)
 
 
+def test_symlinked_videos_and_frames_are_read_and_broken_links_named(tmp_path):
+    store, split = write_frames(tmp_path / "store" / "a", 3), tmp_path / "frames"
+    split.mkdir()
+    (split / "01").symlink_to(store)
+    assert [(v.name, len(v)) for v in list_videos(split)] == [("01", 3)]
+    (split / "02").symlink_to(tmp_path / "store" / "gone")  # an unmounted disk, a moved folder
+    with pytest.raises(DataError, match=r"02 is a symbolic link to .*gone, which does not exist"):
+        list_videos(split)
+    (split / "02").unlink()
+    (store / "001.png").rename(tmp_path / "001.png")
+    (store / "001.png").symlink_to(tmp_path / "elsewhere.png")  # a frame linked into a store, its target gone
+    with pytest.raises(DataError, match=r"001\.png is a symbolic link"):
+        list_videos(split)
+
+
 def test_single_frame_folder_is_one_video(tmp_path):
     videos = list_videos(write_frames(tmp_path / "clip", 3))
     assert [(v.name, len(v)) for v in videos] == [("clip", 3)]
