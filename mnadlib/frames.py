@@ -133,6 +133,14 @@ class FrameFolder(FrameSource):
                     "them (a dataset's training/frames or testing/frames)." if subdirs else "")
             raise DataError(f"video folder {path} holds no frames (expected files ending in "
                             f"{', '.join(IMAGE_EXTS)}); remove it or extract its frames.{hint}")
+        patterns: dict[tuple, list[Path]] = {}
+        for f in self.files:
+            patterns.setdefault(natural_key(f.stem)[:-1:2], []).append(f)  # the name's text around its numbers
+        if len(patterns) > 1:
+            usual, *odd = sorted(patterns.values(), key=len, reverse=True)
+            raise DataError(f"{odd[0][0].name} in {path} is not named like its other frames ({usual[0].name}, "
+                            f"{len(usual)} of them): a copy such as '001 (1).jpg' or another kind of image would "
+                            "be read as an extra frame; remove such files, or name all frames alike")
         for a, b in zip(self.files, self.files[1:]):
             if natural_key(a.stem)[:-1] == natural_key(b.stem)[:-1]:
                 raise DataError(f"{a.name} and {b.name} in {path} are the same frame number (frames extracted twice, "

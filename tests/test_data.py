@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 import warnings
 from pathlib import Path
 
@@ -358,6 +359,15 @@ def test_error_video_folder_without_frames(tmp_path):
     frames_to_video(open_source(tmp_path / "split" / "01"), videos / "cam.avi", fps=5)
     with pytest.raises(DataError, match=r"holds videos \(cam.avi, ...\): give one of them"):
         open_source(videos)
+
+
+@pytest.mark.parametrize("odd", ["001 (1).png", "001 - Copy.png", "001 copy.png", "thumb_001.png"])
+def test_error_a_frame_named_unlike_the_others(tmp_path, odd):
+    folder = write_frames(tmp_path / "v", 3, names=["000.png", "001.png", "002.png"])
+    cv2.imwrite(str(folder / odd), frame(1))  # would sort in as a fourth frame
+    with pytest.raises(DataError, match=rf"{re.escape(odd)} in .* is not named like its other frames \(000\.png, 3"):
+        open_source(folder)
+    assert len(open_source(write_frames(tmp_path / "w", 3, names=["frame 1.png", "frame 2.png", "frame 10.png"]))) == 3
 
 
 @pytest.mark.parametrize("names", [("000.jpg", "000.png", "001.jpg"), ("1.jpg", "01.jpg", "2.jpg")])
