@@ -363,6 +363,8 @@ def generate(out_root: str | Path, preset: str | SynthPreset = "small", seed: in
              progress: bool = False, overwrite: bool = False) -> Path:
     """Write out_root/name and out_root/frame_labels_<name>.npy atomically; return out_root/name."""
     cfg = get_preset(preset)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be a whole number >= 0 (numpy's SeedSequence takes no other), got {seed!r}")
 
     def write(ds: Path) -> list[int]:
         scene, labels, videos = build_scene(cfg.size, seed), [], {}

@@ -81,6 +81,8 @@ def test_cli_synth_refuses_bad_input_in_one_line_and_overwrites_when_asked(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["synth", "--out", str(tmp_path), "--preset", "huge", "--quiet"]) == 2
     assert "unknown synthped preset 'huge'" in capsys.readouterr().err
+    assert cli.main(["synth", "--out", str(tmp_path / "neg"), "--seed", "-1", "--quiet"]) == 2
+    assert "seed must be a whole number >= 0" in capsys.readouterr().err and not (tmp_path / "neg").exists()
     (tmp_path / "synthped").mkdir()
     (tmp_path / "synthped" / "mine.txt").write_text("keep")
     assert cli.main(["synth", "--out", str(tmp_path), "--quiet"]) == 2
