@@ -252,11 +252,23 @@ def load_labels(path: str | os.PathLike,
     path = Path(path)
     if not path.is_file():
         raise DataError(f"label file {path} does not exist; pass the authors' frame_labels_<ds>.npy")
+    return split_labels(read_npy(path, "labels"), lengths, source=str(path))
+
+
+def read_npy(path: Path, what: str) -> np.ndarray:
+    """One array from a .npy file, or a DataError that names a .mat, .npz or text file for what it is."""
+    with open(path, "rb") as fh:
+        head = fh.read(128)
+    if not head.startswith(b"\x93NUMPY"):
+        kind = ("a MATLAB .mat file: numpy.save the array of scipy.io.loadmat(path) that you need"
+                if head.startswith(b"MATLAB") else
+                "a .npz archive: numpy.save the array of numpy.load(path) that you need" if head.startswith(b"PK")
+                else "not a .npy file: numpy.save the array as one")
+        raise DataError(f"{what} {path} is {kind}, and pass that .npy file")
     try:
-        flat = np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False)
     except (ValueError, OSError) as err:
-        raise DataError(f"cannot read labels {path} as a numeric .npy array ({err})") from None
-    return split_labels(flat, lengths, source=str(path))
+        raise DataError(f"cannot read {what} {path} as a numeric .npy array ({err}); numpy.save one numeric array") from None
 
 
 def _mask_stack(files: list[Path]) -> np.ndarray:
@@ -289,7 +301,7 @@ def load_masks(dataset_root_or_mask_path: str | os.PathLike, video: FrameSource)
     if found is None:
         return None
     if found.is_file():
-        masks = np.load(found, allow_pickle=False)
+        masks = read_npy(found, "mask file")
         if masks.ndim != 3:
             raise DataError(f"mask file {found} has shape {masks.shape}; expected (T, H, W)")
         masks = masks != 0

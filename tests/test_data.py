@@ -270,6 +270,23 @@ def test_labels_shapes_and_split(tmp_path):
     assert list(split_labels(flat, [("a", 5)])) == ["a"]
 
 
+def test_label_and_mask_files_that_are_not_npy_are_named_for_what_they_are(tmp_path, ds):
+    lengths = [("01", 3)]
+    (tmp_path / "gt.mat").write_bytes(b"MATLAB 5.0 MAT-file, Platform: GLNXA64" + bytes(100))
+    np.savez(tmp_path / "gt.npz", labels=np.zeros(3))
+    (tmp_path / "gt.txt").write_text("0 0 1\n")
+    np.save(tmp_path / "per_video.npy", np.array([np.zeros(2), np.zeros(1)], dtype=object), allow_pickle=True)
+    for name, says in (("gt.mat", "a MATLAB .mat file"), ("gt.npz", "a .npz archive"), ("gt.txt", "not a .npy file"),
+                       ("per_video.npy", "as a numeric .npy array")):
+        with pytest.raises(DataError, match=re.escape(f"{tmp_path / name}") + ".*" + re.escape(says)):
+            load_labels(tmp_path / name, lengths)
+    pix = ds / "testing" / "test_pixel_mask"
+    pix.mkdir(parents=True)
+    (pix / "01.npy").write_bytes(b"not numpy")
+    with pytest.raises(DataError, match=r"mask file .*01\.npy is not a \.npy file"):
+        load_masks(ds, list_videos(split_dir(ds, "testing"))[0])
+
+
 def test_labels_errors():
     lengths = [("01", 3), ("02", 4)]
     with pytest.raises(DataError, match=r"5 labels but the test videos have 7 frames.*'02'"):
