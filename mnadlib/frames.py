@@ -27,6 +27,7 @@ VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm")
 
 
 JPEG_EXTS = (".jpg", ".jpeg")
+EXIF_ORIENTATION = 0x0112  # the EXIF tag that cv2.imread applies to a JPEG: 5-8 turn it a quarter, swapping W and H
 
 
 def jpeg_cut_short(data: bytes) -> bool:
@@ -155,6 +156,8 @@ class FrameFolder(FrameSource):
             try:
                 with Image.open(f) as im:
                     w, h = im.size
+                    if f.suffix.lower() in JPEG_EXTS and im.getexif().get(EXIF_ORIENTATION) in (5, 6, 7, 8):
+                        w, h = h, w
             except OSError as exc:  # PIL's UnidentifiedImageError is one
                 raise DataError(f"frame file {f} is unreadable or corrupt ({exc}); re-extract this video's frames") from exc
             if (h, w) != self.frame_size:

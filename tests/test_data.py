@@ -444,6 +444,20 @@ def test_error_jpeg_frame_cut_short_is_named_not_decoded_grey(tmp_path):
     assert src.read(1).shape == (H, W, 3)
 
 
+def test_header_size_check_turns_frames_as_their_exif_orientation_does(tmp_path):
+    folder = tmp_path / "v"
+    folder.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 40x24, shown (and read by cv2.imread) 24x40
+    for i in range(2):
+        Image.fromarray(frame(i)).save(folder / f"{i:03d}.jpg", exif=exif)
+    src = open_source(folder)
+    assert src.frame_size == (W, H) and validate_video(src, headers=True) == 2
+    Image.fromarray(frame(1)).save(folder / "001.jpg")  # no orientation: really another size
+    with pytest.raises(DataError, match=r"001\.jpg is 40x24 but frame 0 is 24x40"):
+        validate_video(open_source(folder), headers=True)
+
+
 def test_error_corrupt_empty_and_truncated_videos(tmp_path):
     (tmp_path / "empty.avi").write_bytes(b"")
     (tmp_path / "junk.mp4").write_bytes(b"junk" * 1000)
