@@ -408,9 +408,13 @@ def write_dataset(out_root: str | Path, name: str, write: Callable[[Path], list[
     target = root / name
     labels_file = root / f"frame_labels_{name}.npy"
     taken = occupied(target)
-    if (taken or labels_file.exists()) and written_meta(target) is None:
-        raise FileExistsError(f"{target if taken else labels_file} exists and was not written by mnadlib, so it is "
-                              "never replaced: write to another output folder (--out), or, with inject, give another --name")
+    if taken and written_meta(target) is None:
+        raise FileExistsError(f"{target} exists and was not written by mnadlib, so it is never replaced: write to "
+                              "another output folder (--out), or, with inject, give another --name")
+    if labels_file.exists() and written_meta(target) is None:
+        raise FileExistsError(f"{labels_file} exists without the dataset {target} that would show mnadlib wrote it, "
+                              "so it is never replaced: delete it if synth or inject left it, or write to another "
+                              "output folder (--out), or, with inject, give another --name")
     if taken and not overwrite:
         raise FileExistsError(f"{target} exists and is not empty; pass overwrite=True (--overwrite on the command line) to replace it")
     root.mkdir(parents=True, exist_ok=True)

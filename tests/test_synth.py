@@ -204,7 +204,7 @@ def test_overwrite_never_replaces_data_mnadlib_did_not_write(tmp_path: Path) -> 
     np.save(tmp_path / "b_labels.npy", np.ones((1, 3)))
     (tmp_path / "b").mkdir()
     (tmp_path / "b_labels.npy").rename(tmp_path / "b" / "frame_labels_synthped.npy")  # the authors' file, no dataset
-    with pytest.raises(FileExistsError, match="frame_labels_synthped.npy exists and was not written by mnadlib"):
+    with pytest.raises(FileExistsError, match="frame_labels_synthped.npy exists without the dataset .*synthped that would show mnadlib wrote it"):
         synth.generate(tmp_path / "b", TINY, seed=1, overwrite=True)
     assert np.load(tmp_path / "b" / "frame_labels_synthped.npy").tolist() == [[1.0, 1.0, 1.0]]
     (tmp_path / "empty").mkdir()
