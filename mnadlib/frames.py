@@ -27,14 +27,29 @@ VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm")
 
 
 JPEG_EXTS = (".jpg", ".jpeg")
+STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RSTn and SOI carry no length
 EXIF_ORIENTATION = 0x0112  # the EXIF tag that cv2.imread applies to a JPEG: 5-8 turn it a quarter, swapping W and H
 
 
 def jpeg_cut_short(data: bytes) -> bool:
-    """Whether JPEG bytes lack the end-of-image marker after their last scan: libjpeg decodes a truncated file silently."""
-    # scan data never holds the marker bytes (an FF in it is followed by 00), so no decoding is needed
-    last_scan = data.rfind(b"\xff\xda")
-    return last_scan < 0 or data.find(b"\xff\xd9", last_scan + 2) < 0
+    """Whether JPEG bytes lack an end-of-image marker after their first scan: libjpeg decodes a truncated file silently.
+
+    The header's segments are walked by their lengths, so an EXIF thumbnail (a JPEG inside APP1)
+    is skipped; entropy-coded data never holds FF D9, and bytes after the image's end (a camera's
+    trailer) do not matter.
+    """
+    i = 2  # after SOI
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xDA:  # start of the first scan
+            return data.find(b"\xff\xd9", i + 2) < 0
+        if marker == 0xFF:  # fill byte
+            i += 1
+        elif marker in STANDALONE_MARKERS:
+            i += 2
+        else:
+            i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return True
 
 
 class DataError(ValueError):
@@ -173,7 +188,7 @@ class FrameFolder(FrameSource):
             raise DataError(f"cannot read image {f} ({f.stat().st_size} bytes): the file is empty "
                             "or corrupt; re-extract it or remove it from the video folder")
         if f.suffix.lower() in JPEG_EXTS and jpeg_cut_short(f.read_bytes()):
-            raise DataError(f"frame file {f} is cut short (no end-of-image marker after its last scan; OpenCV "
+            raise DataError(f"frame file {f} is cut short (no end-of-image marker after its scans; OpenCV "
                             "would fill the missing rows with grey): re-extract or copy this video's frames again")
         return img
 

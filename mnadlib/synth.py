@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -363,8 +364,9 @@ def generate(out_root: str | Path, preset: str | SynthPreset = "small", seed: in
              progress: bool = False, overwrite: bool = False) -> Path:
     """Write out_root/name and out_root/frame_labels_<name>.npy atomically; return out_root/name."""
     cfg = get_preset(preset)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ConfigError(f"seed must be a whole number >= 0 (numpy's SeedSequence takes no other), got {seed!r}")
+    seed = int(seed)  # a NumPy integer too, written to annotations.json as a plain number
 
     def write(ds: Path) -> list[int]:
         scene, labels, videos = build_scene(cfg.size, seed), [], {}

@@ -442,6 +442,18 @@ def test_error_jpeg_frame_cut_short_is_named_not_decoded_grey(tmp_path):
     Image.fromarray(noise[1]).save(buf, "JPEG", progressive=True, exif=Image.Exif())
     (folder / "001.jpg").write_bytes(buf.getvalue() + b"\0" * 16)  # progressive, EXIF, zero padding: whole
     assert src.read(1).shape == (H, W, 3)
+    thumb = io.BytesIO()
+    Image.fromarray(noise[2][:8, :8]).save(thumb, "JPEG")
+    exif = Image.Exif()
+    exif[0x010F] = "cam"
+    buf = io.BytesIO()
+    Image.fromarray(noise[1]).save(buf, "JPEG", exif=exif.tobytes() + thumb.getvalue())  # a JPEG inside APP1
+    whole = buf.getvalue()
+    (folder / "001.jpg").write_bytes(whole + b"\xff\xda" + bytes(range(200)))  # a trailer after the end
+    assert src.read(1).shape == (H, W, 3)
+    (folder / "001.jpg").write_bytes(whole[: len(whole) - 500])  # cut: the thumbnail's end-of-image must not pass
+    with pytest.raises(DataError, match="cut short"):
+        src.read(1)
 
 
 def test_header_size_check_turns_frames_as_their_exif_orientation_does(tmp_path):

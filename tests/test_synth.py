@@ -165,12 +165,16 @@ def test_training_videos_hold_no_anomaly() -> None:
 
 def test_deterministic_per_seed(tmp_path: Path) -> None:
     a = synth.generate(tmp_path / "a", TINY, seed=5)
-    b = synth.generate(tmp_path / "b", TINY, seed=5)
+    b = synth.generate(tmp_path / "b", TINY, seed=np.int64(5))  # a NumPy integer is a seed like any other
     c = synth.generate(tmp_path / "c", TINY, seed=6)
     assert _digest(a.parent) == _digest(b.parent)
     assert _digest(a.parent) != _digest(c.parent)
     frame = "training/frames/01/005.jpg"
     assert not np.array_equal(cv2.imread(str(a / frame)), cv2.imread(str(c / frame)))
+    for bad in (-1, 1.5, "5", True):
+        with pytest.raises(ConfigError, match="seed must be a whole number >= 0"):
+            synth.generate(tmp_path / "bad", TINY, seed=bad)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_atomic_write_and_no_overwrite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
