@@ -124,12 +124,29 @@ def regularity(psnr_values: Sequence[float], feature_distance: Sequence[float], 
     return alpha * minmax(psnr_values) + (1 - alpha) * (1 - minmax(feature_distance))
 
 
+class ScoreError(ValueError):
+    """Scores or labels cannot give an AUC: labels other than 0/1, or one class only."""
+
+
+def binary_labels(labels: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Frame labels flattened to int64 0/1 (1 = anomalous); other values are an error, not a silently inverted AUC.
+
+    ``1 - label`` on uint8 0/255 labels (a mask's maximum) wraps to 1/2 and would make the anomalies the positive class.
+    """
+    y = np.asarray(labels).ravel()
+    if y.dtype.kind not in "biuf" or not np.isin(y, (0, 1)).all():
+        bad = np.setdiff1d(np.unique(y), (0, 1))[:5] if y.dtype.kind in "biuf" else y.dtype
+        raise ScoreError(f"labels must be 0 (normal) or 1 (anomalous), found {bad}; "
+                         "e.g. (labels > 0).astype(int) for labels taken from masks")
+    return y.astype(np.int64)
+
+
 def frame_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Frame AUC as the authors compute it: regularity scores against ``1 - label`` (normal positive)."""
-    y = 1 - np.asarray(labels).ravel()
+    y = 1 - binary_labels(labels)
     s = np.asarray(scores, dtype=np.float64).ravel()
     if len(np.unique(y)) < 2:
-        raise ValueError("frame AUC needs both normal and anomalous frames in the labels")
+        raise ScoreError("frame AUC needs both normal and anomalous frames in the labels")
     return float(roc_auc_score(y_true=y, y_score=s))
 
 
@@ -141,5 +158,5 @@ def macro_auc(scores: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]
 
 def roc(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(false positive rate, true positive rate) for detecting anomalies from regularity scores."""
-    fpr, tpr, _ = roc_curve(np.asarray(labels).ravel(), -np.asarray(scores, dtype=np.float64).ravel())
+    fpr, tpr, _ = roc_curve(binary_labels(labels), -np.asarray(scores, dtype=np.float64).ravel())
     return fpr, tpr

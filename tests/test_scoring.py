@@ -177,3 +177,19 @@ def test_rescore_running_max_is_online_and_comparable_across_videos() -> None:
         rescore(result, 0.6, norm="running")
     with pytest.raises(ValueError, match="norm must be"):
         rescore(result, 1.0, norm="online")
+
+
+@pytest.mark.parametrize("labels", [np.array([0, 255, 0, 0], dtype=np.uint8), np.array([1, 2, 1, 1]),
+                                    np.array([0.0, 0.5, 0.0, 0.0]), np.array([0.0, np.nan, 0.0, 0.0]), np.array(list("0100"))])
+def test_frame_auc_and_roc_refuse_labels_other_than_0_and_1(labels: np.ndarray) -> None:
+    """uint8 0/255 labels (a mask's maximum) once wrapped in ``1 - label`` and gave the inverted AUC 0.0."""
+    s = np.array([0.9, 0.1, 0.8, 0.7])
+    with pytest.raises(scoring.ScoreError, match="0 \\(normal\\) or 1 \\(anomalous\\)"):
+        scoring.frame_auc(s, labels)
+    with pytest.raises(scoring.ScoreError, match="0 \\(normal\\) or 1 \\(anomalous\\)"):
+        scoring.roc(s, labels)
+    good = np.array([0, 1, 0, 0])
+    for ok in (good, good.astype(bool), good.astype(np.uint8), good.astype(np.float32), good[None]):
+        assert scoring.frame_auc(s, ok) == 1.0
+        fpr, tpr = scoring.roc(s, ok)
+        assert tpr[1] == 1.0 and fpr[1] == 0.0
