@@ -258,8 +258,19 @@ def zero_motion_baseline(
 
 def _score(per: dict[str, VideoScores], alpha: float, labels: dict[str, np.ndarray] | None
            ) -> tuple[float | None, float | None]:
-    """Fill each video's regularity scores (Eq. 12) and labels; return the micro and macro frame AUC."""
+    """Fill each video's regularity scores (Eq. 12) and labels; return the micro and macro frame AUC.
+
+    A NaN or infinite PSNR or feature distance is a ScoreError naming the video: min-max scaling
+    cannot rank it, and the AUC of the rest would look like a result.
+    """
     for name, s in per.items():
+        for key in ("psnr", "feature_distance"):
+            bad = int((~np.isfinite(np.asarray(getattr(s, key), dtype=np.float64))).sum())
+            if bad:
+                raise scoring.ScoreError(
+                    f"video '{name}': {bad} of {len(s.frames)} scored frames have a NaN or infinite {key}; the model's "
+                    "output or its memory items are not finite (diverged training, or damaged weights or items): "
+                    "check them with torch.isfinite")
         s.score = scoring.regularity(s.psnr, s.feature_distance, alpha).tolist()
         if labels is not None:
             s.label = [int(v) for v in np.asarray(labels[name])[s.frames]]

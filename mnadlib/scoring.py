@@ -109,11 +109,20 @@ def point_score(output: Tensor, target: Tensor) -> float:
     return (torch.sum(weight * err) / torch.sum(weight)).item()
 
 
+class ScoreError(ValueError):
+    """Scores or labels cannot be used: non-finite values, labels other than 0/1, or one class only for an AUC."""
+
+
 def minmax(values: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Min-max normalise to [0, 1] in float64; a constant sequence maps to zeros (the authors divide by zero)."""
+    """Min-max normalise to [0, 1] in float64; a constant sequence maps to zeros (the authors divide by zero).
+
+    NaN or infinite values are a ScoreError: a NaN minimum once turned the whole sequence into zeros.
+    """
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0:
         return x
+    if not np.isfinite(x).all():
+        raise ScoreError(f"{int((~np.isfinite(x)).sum())} of {x.size} values to normalise are NaN or infinite")
     lo, hi = x.min(), x.max()
     span = hi - lo
     return (x - lo) / span if span > 0 else np.zeros_like(x)
@@ -122,10 +131,6 @@ def minmax(values: Sequence[float] | np.ndarray) -> np.ndarray:
 def regularity(psnr_values: Sequence[float], feature_distance: Sequence[float], alpha: float) -> np.ndarray:
     """Per-video regularity score: high means normal (Eq. 12)."""
     return alpha * minmax(psnr_values) + (1 - alpha) * (1 - minmax(feature_distance))
-
-
-class ScoreError(ValueError):
-    """Scores or labels cannot give an AUC: labels other than 0/1, or one class only."""
 
 
 def binary_labels(labels: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -147,6 +152,9 @@ def frame_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     s = np.asarray(scores, dtype=np.float64).ravel()
     if len(np.unique(y)) < 2:
         raise ScoreError("frame AUC needs both normal and anomalous frames in the labels")
+    if not np.isfinite(s).all():
+        raise ScoreError(f"{int((~np.isfinite(s)).sum())} of {s.size} scores are NaN or infinite; "
+                         "the model's output or memory items are not finite")
     return float(roc_auc_score(y_true=y, y_score=s))
 
 

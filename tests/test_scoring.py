@@ -13,8 +13,10 @@ import torch
 from mnadlib import scoring
 from mnadlib.config import ConfigError, EvalConfig, ModelConfig, validate_size
 from mnadlib.data import DataError, list_videos, load_frame
-from mnadlib.evaluate import (EvalResult, NormalStats, VideoScores, mean_psnr, rescore, within_video_sd,
+from mnadlib.evaluate import (EvalResult, NormalStats, VideoScores, evaluate, mean_psnr, rescore, within_video_sd,
                               zero_motion_baseline)
+from mnadlib.memory import init_items
+from mnadlib.model import MNAD
 from mnadlib.ablation import prediction_quality
 from skimage.metrics import structural_similarity
 
@@ -193,3 +195,36 @@ def test_frame_auc_and_roc_refuse_labels_other_than_0_and_1(labels: np.ndarray) 
         assert scoring.frame_auc(s, ok) == 1.0
         fpr, tpr = scoring.roc(s, ok)
         assert tpr[1] == 1.0 and fpr[1] == 0.0
+
+
+def _tiny_videos(root: Path, lengths: tuple[int, ...] = (8, 8)) -> list:
+    """Frame folders 01, 02, ... of random 32 x 32 frames."""
+    rng = np.random.default_rng(2)
+    for v, n in enumerate(lengths, 1):
+        folder = root / f"{v:02d}"
+        folder.mkdir(parents=True)
+        for t in range(n):
+            cv2.imwrite(str(folder / f"{t:03d}.png"), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    return list_videos(root)
+
+
+def _tiny_model(use_memory: bool = True) -> tuple[MNAD, torch.Tensor]:
+    """An untrained width-0.0625 prediction model and its memory items."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(width=0.0625, use_memory=use_memory)
+    return MNAD(cfg).eval(), init_items(cfg.msize, cfg.fdim, torch.Generator().manual_seed(0))
+
+
+def test_a_model_with_non_finite_output_is_an_error_not_an_auc(tmp_path: Path) -> None:
+    """One NaN weight made every PSNR NaN; min-max turned them into zeros and the feature distance alone gave an AUC."""
+    videos = _tiny_videos(tmp_path)
+    labels = {"01": np.array([0] * 6 + [1] * 2), "02": np.zeros(8, int)}
+    model, items = _tiny_model()
+    with torch.no_grad():
+        model.decoder.moduleDeconv1[6].weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(scoring.ScoreError, match="video '01': 4 of 4 scored frames have a NaN or infinite psnr"):
+        evaluate(model, items, videos, EvalConfig(size=(32, 32)), labels)
+    with pytest.raises(scoring.ScoreError, match="1 of 3 values to normalise are NaN"):
+        scoring.minmax([1.0, float("nan"), 3.0])
+    with pytest.raises(scoring.ScoreError, match="1 of 4 scores are NaN"):
+        scoring.frame_auc(np.array([0.9, np.nan, 0.8, 0.7]), np.array([0, 1, 0, 0]))
