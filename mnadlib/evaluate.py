@@ -184,10 +184,18 @@ def _feature_distance(out: Any, batch: int) -> list[float]:
 
 
 def check_labels(videos: list[FrameSource], labels: dict[str, np.ndarray]) -> None:
-    """Every video needs a label array of its own length."""
+    """Every video needs a 1-D array of 0/1 labels (1 = anomalous) of its own length."""
     for v in videos:
         if v.name not in labels:
             raise DataError(f"no labels for test video '{v.name}' ({v.path}); labels cover {sorted(labels)}")
+        arr = np.asarray(labels[v.name])
+        if arr.ndim != 1:
+            raise DataError(f"labels of video '{v.name}' have shape {arr.shape}; give one label per frame, shape "
+                            f"({len(v)},) (load_labels cuts the authors' (1, N) file into these)")
+        try:
+            scoring.binary_labels(arr)
+        except scoring.ScoreError as exc:
+            raise DataError(f"labels of video '{v.name}': {exc}") from None
         if len(labels[v.name]) != len(v):
             raise DataError(
                 f"video '{v.name}' has {len(v)} frames but {len(labels[v.name])} labels; "

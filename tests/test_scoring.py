@@ -228,3 +228,19 @@ def test_a_model_with_non_finite_output_is_an_error_not_an_auc(tmp_path: Path) -
         scoring.minmax([1.0, float("nan"), 3.0])
     with pytest.raises(scoring.ScoreError, match="1 of 4 scores are NaN"):
         scoring.frame_auc(np.array([0.9, np.nan, 0.8, 0.7]), np.array([0, 1, 0, 0]))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.array([[0] * 8]), r"labels of video '01' have shape \(1, 8\); give one label per frame, shape \(8,\)"),
+    (np.array([0] * 6 + [255] * 2, dtype=np.uint8), r"labels of video '01': labels must be 0 \(normal\) or 1 \(anomalous\), found \[255\]"),
+    (np.array([0.0] * 6 + [0.5] * 2), r"found \[0.5\]"),
+])
+def test_evaluate_refuses_per_video_labels_of_another_shape_or_values(tmp_path: Path, bad: np.ndarray, message: str) -> None:
+    """(1, N) labels were reported as '8 frames but 1 labels'; 0/255 and 0.5 were stored as 255 and 0 without a word."""
+    videos = _tiny_videos(tmp_path)
+    model, items = _tiny_model()
+    with pytest.raises(DataError, match=message):
+        evaluate(model, items, videos, EvalConfig(size=(32, 32)), {"01": bad, "02": np.zeros(8, int)})
+    res = evaluate(model, items, videos, EvalConfig(size=(32, 32)),
+                   {"01": np.array([False] * 6 + [True] * 2), "02": np.zeros(8, np.float32)})
+    assert res.videos["01"].label == [0, 0, 1, 1] and res.auc is not None
