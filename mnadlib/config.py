@@ -106,7 +106,7 @@ class EvalConfig:
     reset_memory_per_video: bool = False  # deviation: the authors carry memory across videos
     batch_size: int = 1  # >1 only allowed without test-time update (the fast path)
     num_workers: int = 0  # DataLoader workers reading frames
-    device: str = "auto"  # "auto", "cpu", "cuda", "mps"
+    device: str = "auto"  # "auto" (where the model is), "cpu", "cuda", "mps"; evaluate() refuses a model elsewhere, the CLI moves it
 
     def __post_init__(self) -> None:
         self.size = validate_size(self.size)

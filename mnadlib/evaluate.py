@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import scoring
-from .config import EvalConfig, to_dict
+from .config import ConfigError, EvalConfig, to_dict
 from .data import ClipDataset, DataError, FrameSource, frames_mib
 from .memory import update_from_features
 from .model import MNAD
@@ -135,8 +135,11 @@ def iter_frames(
     cfg: EvalConfig,
     progress: bool = False,
 ) -> Iterator[FrameStep]:
-    """Score every frame of ``videos`` in order, updating the memory between frames as the authors do."""
-    device = next(model.parameters()).device
+    """Score every frame of ``videos`` in order, updating the memory between frames as the authors do.
+
+    Frames are scored where the model is; ``cfg.device`` other than ``auto`` must name that device.
+    """
+    device = model_device(model, cfg.device)
     model.eval()
     dataset = ClipDataset(videos, model.cfg.t_length, cfg.size, cache_mib=frames_mib(model.cfg.t_length, cfg.size))
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
@@ -170,6 +173,21 @@ def iter_frames(
                     output=out.output[b], target=target[b], fea=out.fea[b], memory=used, memory_after=items,
                 )
                 k += 1
+
+
+def model_device(model: MNAD, wanted: str = "auto") -> torch.device:
+    """The device the model's weights are on; a ``wanted`` device (not ``auto``) elsewhere is a ConfigError, not ignored."""
+    device = next(model.parameters()).device
+    if wanted == "auto":
+        return device
+    try:
+        want = torch.device(wanted)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {wanted!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if want.type != device.type or (want.index is not None and want.index != device.index):
+        raise ConfigError(f"EvalConfig.device is {wanted!r} but the model is on {device}: move it first "
+                          f"(model.to({wanted!r})), or leave device='auto' to score where the model is")
+    return device
 
 
 def _feature_distance(out: Any, batch: int) -> list[float]:
@@ -223,7 +241,7 @@ def evaluate(
             getattr(s, key).append(getattr(step, key))
         final = step.memory_after
     auc, macro = _score(per, cfg.alpha, labels)
-    config = {**to_dict(cfg), "method": model.cfg.method, "t_length": model.cfg.t_length}
+    config = {**to_dict(cfg), "device": str(model_device(model)), "method": model.cfg.method, "t_length": model.cfg.t_length}
     return EvalResult(per, auc, macro, config, final)
 
 

@@ -244,3 +244,16 @@ def test_evaluate_refuses_per_video_labels_of_another_shape_or_values(tmp_path: 
     res = evaluate(model, items, videos, EvalConfig(size=(32, 32)),
                    {"01": np.array([False] * 6 + [True] * 2), "02": np.zeros(8, np.float32)})
     assert res.videos["01"].label == [0, 0, 1, 1] and res.auc is not None
+
+
+def test_evaluate_runs_where_the_model_is_and_refuses_another_explicit_device(tmp_path: Path) -> None:
+    """EvalConfig(device='cuda') on a CPU model was ignored: it scored on the CPU and recorded 'cuda'."""
+    videos = _tiny_videos(tmp_path)
+    model, items = _tiny_model()
+    assert evaluate(model, items, videos, EvalConfig(size=(32, 32), device="cpu")).config["device"] == "cpu"
+    assert evaluate(model, items, videos, EvalConfig(size=(32, 32))).config["device"] == "cpu"  # auto
+    for other in ("cuda", "mps", "cuda:1"):
+        with pytest.raises(ConfigError, match=f"EvalConfig.device is '{other}' but the model is on cpu: move it first"):
+            evaluate(model, items, videos, EvalConfig(size=(32, 32), device=other))
+    with pytest.raises(ConfigError, match="unknown device 'gpu'"):
+        evaluate(model, items, videos, EvalConfig(size=(32, 32), device="gpu"))
