@@ -143,7 +143,7 @@ def iter_frames(
     model.eval()
     dataset = ClipDataset(videos, model.cfg.t_length, cfg.size, cache_mib=frames_mib(model.cfg.t_length, cfg.size))
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
-    initial = None if items is None else items.to(device)
+    initial = None if items is None or model.memory is None else items.to(device)  # a model without memory has none to update
     items = initial
     window = max(cfg.size) // 8
     current = None

@@ -257,3 +257,12 @@ def test_evaluate_runs_where_the_model_is_and_refuses_another_explicit_device(tm
             evaluate(model, items, videos, EvalConfig(size=(32, 32), device=other))
     with pytest.raises(ConfigError, match="unknown device 'gpu'"):
         evaluate(model, items, videos, EvalConfig(size=(32, 32), device="gpu"))
+
+
+def test_a_model_without_memory_ignores_items_instead_of_updating_them(tmp_path: Path) -> None:
+    """Items passed to a no-memory model were 'updated' below th, and every frame was recorded as updated."""
+    videos = _tiny_videos(tmp_path)
+    model, items = _tiny_model(use_memory=False)
+    res = evaluate(model, items, videos, EvalConfig(size=(32, 32), th=10.0))
+    assert not any(u for s in res.videos.values() for u in s.updated) and res.memory is None
+    assert res.videos["01"].psnr == evaluate(model, None, videos, EvalConfig(size=(32, 32), th=10.0)).videos["01"].psnr
