@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,10 +85,10 @@ class EvalResult:
     memory: torch.Tensor | None = None  # items after the last frame
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON layout of ``python -m mnadlib evaluate``."""
+        """The JSON layout of ``python -m mnadlib evaluate``; a NaN macro AUC (no video holds both classes) is null, as JSON has no NaN."""
         return {
             "auc": self.auc,
-            "macro_auc": self.macro_auc,
+            "macro_auc": None if self.macro_auc is None or math.isnan(self.macro_auc) else self.macro_auc,
             "videos": {name: {k: v for k, v in vars(s).items()} for name, s in self.videos.items()},
             "config": self.config,
         }
@@ -304,7 +305,10 @@ def _score(per: dict[str, VideoScores], alpha: float, labels: dict[str, np.ndarr
 
 
 def summarise(per: dict[str, VideoScores], key: str = "score") -> tuple[float | None, float | None]:
-    """Micro (the paper's) and macro frame AUC of a score field; None without labels or with one class."""
+    """Micro (the paper's) and macro frame AUC of a score field; None without labels or with one class.
+
+    The macro AUC is NaN when no single video holds both classes.
+    """
     if any(s.label is None for s in per.values()):
         return None, None
     scores = np.concatenate([np.asarray(getattr(s, key), dtype=np.float64) for s in per.values()])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -13,8 +14,8 @@ import torch
 from mnadlib import scoring
 from mnadlib.config import ConfigError, EvalConfig, ModelConfig, validate_size
 from mnadlib.data import DataError, list_videos, load_frame
-from mnadlib.evaluate import (EvalResult, NormalStats, VideoScores, evaluate, mean_psnr, rescore, within_video_sd,
-                              zero_motion_baseline)
+from mnadlib.evaluate import (EvalResult, NormalStats, VideoScores, evaluate, mean_psnr, rescore, summarise,
+                              within_video_sd, zero_motion_baseline)
 from mnadlib.memory import init_items
 from mnadlib.model import MNAD
 from mnadlib.ablation import prediction_quality
@@ -266,3 +267,14 @@ def test_a_model_without_memory_ignores_items_instead_of_updating_them(tmp_path:
     res = evaluate(model, items, videos, EvalConfig(size=(32, 32), th=10.0))
     assert not any(u for s in res.videos.values() for u in s.updated) and res.memory is None
     assert res.videos["01"].psnr == evaluate(model, None, videos, EvalConfig(size=(32, 32), th=10.0)).videos["01"].psnr
+
+
+def test_a_nan_macro_auc_is_written_as_json_null(tmp_path: Path) -> None:
+    """Videos each of one class give a frame AUC but no macro AUC; json wrote NaN, which strict parsers refuse."""
+    per = {name: VideoScores(frames=[0, 1], psnr=[30.0, 31.0], feature_distance=[0.1, 0.1], point_score=[0.0, 0.0],
+                             patch_psnr=[30.0, 31.0], ssim_db=[20.0, 21.0], updated=[False, False], score=score, label=label)
+           for name, score, label in (("01", [0.6, 0.9], [0, 0]), ("02", [0.1, 0.2], [1, 1]))}
+    res = EvalResult(per, *summarise(per), {})
+    assert res.auc == 1.0 and math.isnan(res.macro_auc)
+    text = res.write_json(tmp_path / "r.json").read_text()
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))["macro_auc"] is None
