@@ -202,6 +202,16 @@ def _feature_distance(out: Any, batch: int) -> list[float]:
     return per.tolist()
 
 
+def check_names(videos: list[FrameSource]) -> None:
+    """Results are keyed by video name, so two videos of one name would be scored as one."""
+    names = [v.name for v in videos]
+    twins = sorted({n for n in names if names.count(n) > 1})
+    if twins:
+        paths = [str(v.path) for v in videos if v.name in twins]
+        raise DataError(f"videos {twins} appear more than once ({', '.join(paths)}); results and labels are keyed by "
+                        "video name, so give each video once, or rename one (e.g. a folder per dataset prefix)")
+
+
 def check_labels(videos: list[FrameSource], labels: dict[str, np.ndarray]) -> None:
     """Every video needs a 1-D array of 0/1 labels (1 = anomalous) of its own length."""
     for v in videos:
@@ -231,6 +241,7 @@ def evaluate(
     progress: bool = False,
 ) -> EvalResult:
     """Run the protocol over ``videos`` and return per-frame records, regularity scores and the AUC."""
+    check_names(videos)
     if labels is not None:
         check_labels(videos, labels)
     per: dict[str, VideoScores] = {v.name: VideoScores() for v in videos}
@@ -258,6 +269,7 @@ def zero_motion_baseline(
     """
     if t_length < 2:
         raise ValueError(f"the zero-motion baseline needs t_length >= 2 (a frame before the target), got {t_length}")
+    check_names(videos)
     if labels is not None:
         check_labels(videos, labels)
     dataset = ClipDataset(videos, t_length, size, cache_mib=frames_mib(t_length, size))

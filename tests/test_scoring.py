@@ -278,3 +278,13 @@ def test_a_nan_macro_auc_is_written_as_json_null(tmp_path: Path) -> None:
     assert res.auc == 1.0 and math.isnan(res.macro_auc)
     text = res.write_json(tmp_path / "r.json").read_text()
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))["macro_auc"] is None
+
+
+def test_two_videos_of_one_name_are_an_error_not_one_merged_video(tmp_path: Path) -> None:
+    """Videos from two folders, both named 01, were scored as one video: min-max over both, labels by frame index."""
+    first, second = _tiny_videos(tmp_path / "a", (8,)), _tiny_videos(tmp_path / "b", (8,))
+    model, items = _tiny_model()
+    with pytest.raises(DataError, match=r"videos \['01'\] appear more than once"):
+        evaluate(model, items, first + second, EvalConfig(size=(32, 32)))
+    with pytest.raises(DataError, match=r"videos \['01'\] appear more than once"):
+        zero_motion_baseline(first + second, 5, (32, 32))
