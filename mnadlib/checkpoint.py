@@ -449,10 +449,11 @@ def open_checkpoint(path: str | Path, method: str | None = None) -> Checkpoint:
     if method is not None and cfg.method != method:
         raise CheckpointError(f"{path} holds a '{cfg.method}' model, not '{method}': pass --method {cfg.method} "
                               f"(method=\"{cfg.method}\" in a notebook)")
-    _train_size(payload, str(path))
+    train_size = _train_size(payload, str(path))
     if not isinstance(payload.get("history", []), list):
         raise CheckpointError(f"{path}: its training history is no list; it is damaged")
     model = _build(_check_state(state, str(path)), cfg, str(path))
+    model.train_size = train_size
     items = payload.get("memory")
     if cfg.use_memory:
         items = check_items(items, cfg, str(path))

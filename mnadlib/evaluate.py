@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,10 @@ from .config import ConfigError, EvalConfig, to_dict
 from .data import ClipDataset, DataError, FrameSource, frames_mib
 from .memory import update_from_features
 from .model import MNAD
+
+class SizeWarning(UserWarning):
+    """Frames are scored at another size than the model was trained at; its scores then differ, without an error."""
+
 
 FIELDS = ("psnr", "feature_distance", "point_score", "patch_psnr", "ssim_db", "updated")
 
@@ -141,6 +146,11 @@ def iter_frames(
     Frames are scored where the model is; ``cfg.device`` other than ``auto`` must name that device.
     """
     device = model_device(model, cfg.device)
+    if model.train_size is not None and tuple(cfg.size) != tuple(model.train_size):
+        warnings.warn(SizeWarning(
+            f"scoring at {cfg.size[0]}x{cfg.size[1]} a model trained at {model.train_size[0]}x{model.train_size[1]} "
+            f"(H x W): the network runs at any multiple of 8, but its scores differ; pass "
+            f"EvalConfig(size={tuple(model.train_size)}) (Checkpoint.train_size)"), stacklevel=3)
     model.eval()
     dataset = ClipDataset(videos, model.cfg.t_length, cfg.size, cache_mib=frames_mib(model.cfg.t_length, cfg.size))
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)

@@ -156,6 +156,7 @@ class MNAD(nn.Module):
         dec_in = 2 * cfg.fdim if cfg.use_memory else cfg.fdim
         self.decoder = Decoder(dec_in, channels, cfg.n_channel, cfg.method, cfg.use_skips)
         self.memory = Memory(cfg.msize, cfg.fdim) if cfg.use_memory else None
+        self.train_size: tuple[int, int] | None = None  # (H, W) its weights were trained at, when known (open_checkpoint sets it)
 
     def forward(self, x: Tensor, items: Tensor | None, train: bool = False) -> ModelOutput:
         """Run one (B, n_channel*in_frames, H, W) batch; ``train`` updates the memory and adds the separateness loss."""
