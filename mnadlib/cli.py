@@ -257,12 +257,13 @@ def _one_line_warnings() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; bad input exits with status 2 and a one-line message."""
     from .data import DataError
+    from .scoring import ScoreError
 
     args = build_parser().parse_args(argv)
     _one_line_warnings()
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, CheckpointError, DataError, OSError) as exc:  # OSError: a path that cannot be read or written
+    except (ConfigError, CheckpointError, DataError, ScoreError, OSError) as exc:  # OSError: a path that cannot be read or written
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

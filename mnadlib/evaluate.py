@@ -38,6 +38,7 @@ from .data import ClipDataset, DataError, FrameSource, frames_mib
 from .memory import update_from_features
 from .model import MNAD
 
+
 class SizeWarning(UserWarning):
     """Frames are scored at another size than the model was trained at; its scores then differ, without an error."""
 

@@ -30,8 +30,9 @@ from .localize_eval import FORK
 from .localize_output import mask_boxes, panels, regularity_figure, write_boxes, write_video
 from .localize_video import (LocalizeConfig, LocalizeResult, NormalReference, check_fps, fit_normal, leading_frames,
                              load_model, localize, relocalize)
+from .scoring import ScoreError
 
-INPUT_ERRORS = (LocalizeError, DataError, CheckpointError, ConfigError, FileNotFoundError, OSError)
+INPUT_ERRORS = (LocalizeError, DataError, CheckpointError, ConfigError, ScoreError, FileNotFoundError, OSError)
 THRESHOLD_CHOICES = ("calibrated", "otsu", "fork", "fixed")
 FORK_FIELDS = ("map_kind", "threshold", "min_area", "largest_only", "smooth_sigma", "open_close")  # what 'fork' sets
 SLIDER_RANGE = {"error": (1e-4, 1.0), "ssim": (1e-3, 1.0), "memory": (1e-5, 4.0)}  # log-slider bounds per map kind

@@ -231,6 +231,19 @@ def test_a_model_with_non_finite_output_is_an_error_not_an_auc(tmp_path: Path) -
         scoring.frame_auc(np.array([0.9, np.nan, 0.8, 0.7]), np.array([0, 1, 0, 0]))
 
 
+def test_the_cli_reports_non_finite_scores_in_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    from mnadlib import cli
+    from mnadlib.checkpoint import save_checkpoint
+
+    _tiny_videos(tmp_path / "testing" / "frames")
+    model, items = _tiny_model()
+    save_checkpoint(tmp_path / "model.pt", model, items, train_config={"size": [32, 32]})
+    monkeypatch.setattr(scoring, "psnr", lambda mse: float("nan"))  # as a model whose output is not finite
+    assert cli.main(["evaluate", "--checkpoint", str(tmp_path / "model.pt"), "--data", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: video '01'") and "NaN or infinite psnr" in err and len(err.splitlines()) == 1
+
+
 @pytest.mark.parametrize("bad, message", [
     (np.array([[0] * 8]), r"labels of video '01' have shape \(1, 8\); give one label per frame, shape \(8,\)"),
     (np.array([0] * 6 + [255] * 2, dtype=np.uint8), r"labels of video '01': labels must be 0 \(normal\) or 1 \(anomalous\), found \[255\]"),
