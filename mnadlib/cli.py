@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,6 +74,17 @@ def _load_model(args: argparse.Namespace):
     raise ConfigError("give --checkpoint CKPT, or both --original-model model.pth and --original-keys keys.pt")
 
 
+def _check_writable(out: Path) -> None:
+    """ConfigError when ``out``'s folder cannot take a file, found before an evaluation that may take hours."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out.parent):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot write --out {out}: {exc.strerror or exc} ({out.parent}); give a file in a "
+                          "folder you can write to") from None
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate with the authors' protocol and write the JSON result."""
     from .data import list_videos, load_labels, split_dir
@@ -81,6 +93,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.out and Path(args.out).is_dir():
         raise ConfigError(f"--out {args.out} is a folder; give the result's file name, e.g. {Path(args.out) / 'result.json'}")
+    if args.out:
+        _check_writable(Path(args.out))
     model, items, trained = _load_model(args)
     size = validate_size(args.size if args.size is not None else trained or (256, 256))
     if trained and size != trained:

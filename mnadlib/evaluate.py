@@ -18,7 +18,7 @@ dB instead of its PSNR, normalisation with statistics of normal frames instead o
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 import warnings
 from collections.abc import Iterator
@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import scoring
+from .checkpoint import atomic_write, atomic_write_json
 from .config import ConfigError, EvalConfig, to_dict
 from .data import ClipDataset, DataError, FrameSource, frames_mib
 from .memory import update_from_features
@@ -110,22 +111,16 @@ class EvalResult:
         return rows
 
     def write_json(self, path: str | Path) -> Path:
-        """Write the result as JSON."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
+        """Write the result as JSON, atomically: a full disk or a kill leaves the earlier file, never half of one."""
+        return atomic_write_json(self.to_dict(), path)
 
     def write_csv(self, path: str | Path) -> Path:
-        """Write one row per scored frame."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        rows = self.records()
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["video", "frame", *FIELDS, "score", "label"])
-            writer.writeheader()
-            writer.writerows(rows)
-        return path
+        """Write one row per scored frame, atomically like :meth:`write_json`."""
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=["video", "frame", *FIELDS, "score", "label"])
+        writer.writeheader()
+        writer.writerows(self.records())
+        return atomic_write(path, lambda f: f.write(text.getvalue().encode()))
 
 
 def patch_mse(err: torch.Tensor, window: int) -> torch.Tensor:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
 import shutil
 import json
 import subprocess
@@ -14,9 +16,10 @@ import pytest
 import torch
 
 import mnadlib.train as tr
-from mnadlib.checkpoint import CheckpointError, load_checkpoint
+from mnadlib.checkpoint import CheckpointError, WriteError, load_checkpoint
 from mnadlib.config import ConfigError, ModelConfig, TrainConfig
 from mnadlib.data import DataError
+from mnadlib.evaluate import EvalResult, VideoScores
 
 
 @pytest.fixture()
@@ -206,11 +209,31 @@ def test_cli_train_then_evaluate(frames, tmp_path):
     assert r.returncode == 0 and "no frame AUC: the labels hold only one class" in r.stdout, r.stderr
 
 
+def test_evaluate_results_are_written_atomically(tmp_path, monkeypatch):
+    """A write that fails (a full disk) leaves the earlier result.json and .csv whole, and no temporary file."""
+    scores = VideoScores(frames=[4, 5], psnr=[30.0, 20.0], feature_distance=[0.1, 0.2], point_score=[0.2, 0.3],
+                         patch_psnr=[29.0, 19.0], ssim_db=[20.0, 10.0], updated=[True, False], score=[0.9, 0.1], label=[0, 1])
+    result = EvalResult({"01": scores}, 1.0, 1.0, {})
+    out = result.write_json(tmp_path / "res.json")
+    csv_path = result.write_csv(tmp_path / "res.csv")
+    before = out.read_bytes(), csv_path.read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    for write, path in ((result.write_json, out), (result.write_csv, csv_path)):
+        with pytest.raises(WriteError, match="is the disk full"):
+            write(path)
+    assert (out.read_bytes(), csv_path.read_bytes()) == before and sorted(tmp_path.iterdir()) == [csv_path, out]
+
+
 @pytest.mark.parametrize("args,message", [
     (["--size", "30", "32"], "multiples of 8"),
     (["--labels", "WRONG"], "labels"),
     (["--checkpoint", "missing.pt"], "not found"),
     (["--out", "DIR"], "is a folder"),
+    (["--out", "FILE/res.json"], "cannot write --out"),  # refused before the frames are scored
     (["--device", "gpu7"], "unknown device"),
     (["--device", "cuda:99"], "asked for"),  # a CPU-only torch, or too few GPUs: refused either way
     (["--size", "64", "64"], "was trained at 32x32"),
@@ -220,8 +243,8 @@ def test_cli_evaluate_bad_input(frames, tmp_path, args, message):
     tr.train(frames, *_cfgs(epochs=1), run, progress=False)
     wrong = tmp_path / "wrong.npy"
     np.save(wrong, np.zeros((1, 7)))
-    args = [str(wrong) if a == "WRONG" else str(tmp_path) if a == "DIR" else str(tmp_path / a) if a.endswith(".pt") else a
-            for a in args]
+    args = [str(wrong) if a == "WRONG" else str(tmp_path) if a == "DIR" else str(wrong / "res.json") if a.startswith("FILE")
+            else str(tmp_path / a) if a.endswith(".pt") else a for a in args]
     base = ["evaluate", "--data", str(frames), "--checkpoint", str(run / "model.pt"), "--size", "32", "32", "--quiet"]
     r = _cli(*base, *args)
     assert r.returncode == 2 and message in r.stderr, r.stderr
