@@ -256,10 +256,25 @@ def _fresh_dir(runs_dir: Path, name: str | None, dataset: str) -> Path:
     """``runs_dir/name`` (absolute), refusing an existing one; without a name, ``<dataset>-<timestamp>``."""
     name = name or f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = (runs_dir / name).expanduser().resolve()
-    if out.exists():
+    try:
+        exists = out.exists()
+    except OSError as exc:  # a name longer than the file system allows
+        raise ValueError(f"cannot use run folder {out}: {exc.strerror or exc}; pick a shorter --name") from None
+    if exists:
         raise FileExistsError(f"run folder {out} already exists; pick another --name (runs are never overwritten), "
                               f"or continue it with --resume {out}")
     return out
+
+
+def _make_run_dir(out: Path) -> None:
+    """Create a new run's folder; ValueError saying what to change when it cannot be (read-only, name too long)."""
+    try:
+        out.mkdir(parents=True)
+    except FileExistsError:
+        raise FileExistsError(f"run folder {out} was just created by another run; pick another --name") from None
+    except OSError as exc:
+        raise ValueError(f"cannot create run folder {out}: {exc.strerror or exc}; pick a writable --runs-dir "
+                         "or a shorter --name") from None
 
 
 def _check_resume_args(args: argparse.Namespace, ap: argparse.ArgumentParser) -> Path:
@@ -276,21 +291,46 @@ def _check_resume_args(args: argparse.Namespace, ap: argparse.ArgumentParser) ->
 
 
 def _user_params(config: str | None, pairs: Sequence[Sequence[str]]) -> dict[str, Any]:
-    """Parameters from a flat YAML file, then ``-p key value`` pairs (values parsed as YAML scalars)."""
+    """Parameters from a flat YAML file, then ``-p key value`` pairs (:func:`_scalar`)."""
     params: dict[str, Any] = {}
     if config:
         try:
             text = Path(config).read_text()
         except (OSError, UnicodeDecodeError) as exc:
             raise ValueError(f"--config {config}: cannot read it ({exc}); give a YAML file of notebook parameters") from exc
-        loaded = yaml.safe_load(text) or {}
+        try:
+            loaded = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--config {config} is not valid YAML ({_yaml_problem(exc)}); write one key: value "
+                             "per line") from None
         if (not isinstance(loaded, dict) or any(isinstance(v, (dict, list)) for v in loaded.values())
                 or any(not isinstance(k, str) for k in loaded)):
             raise ValueError(f"{config} must be a flat YAML mapping of notebook parameters (key: value)")
         params.update(loaded)
     for key, value in pairs:
-        params[key] = yaml.safe_load(value)
+        params[key] = _scalar(value)
     return params
+
+
+def _scalar(value: str) -> Any:
+    """A -p value: a number, bool or null as YAML reads it, a quoted YAML string unquoted, any other text as written.
+
+    YAML alone would cut a path at `` #`` (a comment), read ``a: b`` as a mapping or fail on ``[``.
+    """
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    if isinstance(parsed, str) and value[:1] in ("'", '"'):
+        return parsed
+    return value if isinstance(parsed, (str, dict, list)) else parsed
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's error in one line: what is wrong and where (its own message spans several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{getattr(exc, 'problem', None) or exc}{where}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -308,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--runs-dir", default="runs", help="where run folders go (default: ./runs)")
     ap.add_argument("--config", help="flat YAML file of notebook parameters (key: value); -p overrides it")
     ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
-                    help="a notebook parameter; VALUE is parsed as YAML (3, 0.5, true, text); repeatable")
+                    help="a notebook parameter; VALUE is a number, true/false or null as YAML reads it, else text as written "
+                         "(quote text that looks like a number: \"'02'\"); repeatable")
     ap.add_argument("--smoke", action="store_true",
                     help=f"CI mode: tiny training ({SMOKE['epochs']} epoch of {SMOKE['max_steps']} steps), no AUC claim")
     ap.add_argument("--dataset", default="synthped",
@@ -392,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = _check_resume_args(args, ap)
         else:
             out, steps, log = _new_run(args, argv)
-            out.mkdir(parents=True)
+            _make_run_dir(out)
         with hold(out):
             if args.resume:
                 steps, log = _continue(out, argv)
@@ -400,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(summary(out) + f"\n\nrun folder: {out} (ok: finished earlier, nothing to resume)")
                     return 0
             return _run(steps, out, log, t0)
-    except (ValueError, FileExistsError, FileNotFoundError, RunLocked, yaml.YAMLError) as exc:
+    except (ValueError, FileExistsError, FileNotFoundError, RunLocked) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -177,6 +177,9 @@ def test_run_folder_on_a_file_system_without_locks_warns_and_goes_on(tmp_path: P
 @pytest.mark.parametrize("args, message", [
     (["-p", "epoch", "3"], "unknown parameter(s) ['epoch']"),
     (["-p", "epochs", "abc"], "epochs must be int, got str 'abc'"),
+    (["-p", "epochs", "[1"], "epochs must be int, got str '[1'"),  # not PyYAML's six-line parse error
+    (["--dataset", "cam", "-p", "footage", "/no/cam #2: x.mp4"], "footage /no/cam #2: x.mp4 does not exist"),  # as written
+    (["--name", "x" * 300], "pick a shorter --name"),
     (["-p", "svg", "1"], "svg must be bool, got int 1"),
     (["-p", "out_dir", "/tmp/elsewhere"], "the pipeline sets out_dir (use --name and --runs-dir)"),
     (["-p", "checkpoint", "/x/recon.pt", "-p", "resume", "false"], "checkpoint (use nothing: 03 and 05 evaluate"),
@@ -218,6 +221,18 @@ def test_parameters_from_yaml_then_command_line(tmp_path: Path) -> None:
     bad.write_text("1: 2\nfoo: 3\n")
     with pytest.raises(ValueError, match="flat YAML"):
         reproduce._user_params(str(bad), [])
+
+
+def test_broken_yaml_and_an_unwritable_runs_dir_are_one_line_errors(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "params.yaml"
+    bad.write_text("epochs: [1\n")
+    assert reproduce.main(["--config", str(bad), "--runs-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"--config {bad} is not valid YAML" in err and "line 2" in err and err.count("\n") == 1
+    assert reproduce._user_params(None, [["x", "'02'"], ["y", "a b #1.mp4"], ["z", "3"]]) == {"x": "02", "y": "a b #1.mp4", "z": 3}
+    assert reproduce.main(["--runs-dir", str(bad / "runs"), "--name", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot create run folder" in err and "pick a writable --runs-dir" in err and "Traceback" not in err
 
 
 def test_help_documents_the_options(capsys) -> None:
