@@ -455,11 +455,19 @@ def _run(steps: Sequence[tuple[str, str, dict[str, Any]]], out: Path, log: dict[
     except PipelineError as exc:
         print(f"error: {exc}\n{next_step(exc, out)}", file=sys.stderr)
         status = 1
+    except OSError as exc:  # the manifest could not be written (a full disk): the step it records is run again
+        print(f"error: {exc}\n{next_step(PipelineError(str(exc)), out)}", file=sys.stderr)
+        status = 1
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with: python -m mnadlib.reproduce --resume {out}", file=sys.stderr)
         status = INTERRUPTED
     log.update(status={0: "ok", 1: "failed"}.get(status, "interrupted"), wall_s=round(time.time() - t0, 1))
-    write_manifest(out, log)
+    try:
+        write_manifest(out, log)
+    except OSError as exc:  # its last written state is what --resume continues from; a failure above said so already
+        if status == 0:
+            print(f"error: {exc}\n{next_step(PipelineError(str(exc)), out)}", file=sys.stderr)
+        status = status or 1
     if status == 0:
         print("\n" + summary(out))
     print(f"\nrun folder: {out} ({log['status']}, {log['wall_s']:.0f} s)")

@@ -15,6 +15,7 @@ import pytest
 
 from mnadlib import pipeline, reproduce, runlog, synth
 from mnadlib.breakdown import AREA_BINS
+from mnadlib.checkpoint import WriteError
 from mnadlib.data import DataError
 from mnadlib.evaluate import EvalResult, VideoScores
 
@@ -84,6 +85,18 @@ def test_failing_notebook_exits_1_naming_it_and_its_executed_copy(tmp_path: Path
     manifest = json.loads((tmp_path / "bad" / "manifest.json").read_text())
     assert [s["status"] for s in manifest["steps"]] == ["failed", "failed"] and manifest["resumed"][0]["after"] == "failed"
     assert (tmp_path / "bad" / "notebooks" / "01_prepare_data.attempt-1.ipynb").is_file()
+
+
+def test_a_manifest_that_cannot_be_written_is_one_error_that_advises_resume(tmp_path: Path, monkeypatch, capsys) -> None:
+    def full(out, log):
+        raise WriteError(f"could not write {out / 'manifest.json'} ([Errno 28] No space left on device); is the disk full?")
+
+    monkeypatch.setattr(reproduce, "plan", lambda *args, **kwargs: [("01_prepare_data", "01_prepare_data", {})])
+    monkeypatch.setattr(reproduce, "write_manifest", full)
+    assert reproduce.main(["--name", "full", "--runs-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("No space left") == 1
+    assert f"continue with: python -m mnadlib.reproduce --resume {tmp_path / 'full'}" in err
 
 
 @pytest.mark.parametrize("raise_line, advice", [
