@@ -337,12 +337,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     ``path`` when the block succeeds and removed when it fails, so an earlier file is never left half-replaced."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # the suffix kept: writers choose the format by it
+    # a folder of its own, so two writers of one path never share a file, and the writer creates the file with
+    # the umask's permissions; the name kept: writers choose the format by its suffix
+    folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
-        yield tmp
-        tmp.replace(path)
+        yield folder / path.name
+        (folder / path.name).replace(path)
     finally:
-        tmp.unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def frames_to_video(frames_dir_or_source: str | os.PathLike | FrameSource, out_path: str | os.PathLike,

@@ -19,7 +19,7 @@ from mnadlib.data import (
     ClipDataset, KNOWN_DATASETS, frames_mib, known_dataset, list_videos, load_frame, load_labels, load_masks, split_dir,
     split_labels, validate_layout, validate_video,
 )
-from mnadlib.frames import (DataError, FrameSource, TruncatedVideoWarning, extract_frames, frames_to_video, natural_key,
+from mnadlib.frames import (DataError, FrameSource, TruncatedVideoWarning, atomic_path, extract_frames, frames_to_video, natural_key,
                             open_source)
 
 H, W = 24, 40
@@ -513,6 +513,20 @@ def test_extract_frames_and_frames_to_video_round_trip(tmp_path):
     with pytest.raises(DataError, match=r"\.mp4.*\.avi"):
         frames_to_video(src, tmp_path / "x.gif")
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_two_writers_of_one_path_do_not_share_a_temporary_file(tmp_path):
+    """Two runs writing one --out at once each finish (the later rename wins), a failed one leaves no file behind."""
+    out = tmp_path / "annotated.mp4"
+    with atomic_path(out) as first, atomic_path(out) as second:
+        assert first != second and first.name == second.name == out.name  # writers pick the format by the suffix
+        first.write_bytes(b"first")
+        second.write_bytes(b"second")
+    assert out.read_bytes() == b"first"  # the outer block renames last
+    with pytest.raises(RuntimeError), atomic_path(out) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("the writer failed")
+    assert out.read_bytes() == b"first" and sorted(tmp_path.iterdir()) == [out]
 
 
 def test_validate_layout_summary_and_labels(ds, tmp_path):
