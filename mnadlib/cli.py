@@ -75,13 +75,18 @@ def _load_model(args: argparse.Namespace):
 
 
 def _check_writable(out: Path) -> None:
-    """ConfigError when ``out``'s folder cannot take a file, found before an evaluation that may take hours."""
+    """ConfigError when ``out`` could not be written, found before an evaluation that may take hours.
+
+    The nearest existing folder above ``out`` is tried, so a refused or interrupted run creates no folder.
+    """
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out.parent):
+        with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise ConfigError(f"cannot write --out {out}: {exc.strerror or exc} ({out.parent}); give a file in a "
+        raise ConfigError(f"cannot write --out {out}: {exc.strerror or exc} ({folder}); give a file in a "
                           "folder you can write to") from None
 
 
