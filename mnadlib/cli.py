@@ -274,7 +274,7 @@ def _one_line_warnings() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; bad input exits with status 2 and a one-line message."""
+    """Entry point; bad input exits with status 2 and a one-line message, Ctrl-C with status 130."""
     from .data import DataError
     from .scoring import ScoreError
 
@@ -285,6 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, CheckpointError, DataError, ScoreError, OSError) as exc:  # OSError: a path that cannot be read or written
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # train says more itself; every output is replaced only once written whole
+        print(f"interrupted: {args.command} wrote nothing half; run the same command again", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

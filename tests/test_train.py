@@ -283,6 +283,22 @@ def test_cli_train_bad_numbers_and_ctrl_c(frames, tmp_path, monkeypatch, capsys)
     assert "run the same command again to continue" in capsys.readouterr().err
 
 
+def test_cli_ctrl_c_while_scoring_is_one_line_and_writes_nothing(frames, tmp_path, monkeypatch, capsys):
+    from mnadlib import cli
+
+    tr.train(frames, *_cfgs(epochs=1), tmp_path / "run", progress=False)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("mnadlib.evaluate.evaluate", interrupted)
+    out = tmp_path / "res.json"
+    assert cli.main(["evaluate", "--data", str(frames), "--checkpoint", str(tmp_path / "run" / "model.pt"),
+                     "--out", str(out), "--quiet"]) == 130
+    assert capsys.readouterr().err == "interrupted: evaluate wrote nothing half; run the same command again\n"
+    assert not out.exists()
+
+
 def test_cli_shows_mnadlib_warnings_as_one_line(capsys):
     import warnings
 
