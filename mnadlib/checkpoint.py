@@ -342,6 +342,23 @@ class WriteError(OSError):
     """A file could not be written (disk full, no permission); the previous file at that path is unchanged."""
 
 
+def check_writable(path: str | Path, flag: str) -> None:
+    """WriteError when ``path`` (a file or folder to write) could not be written, found before a long run.
+
+    The nearest existing folder at or above it takes a temporary file, so a refused run creates no folder.
+    """
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise WriteError(f"cannot write {flag} {path}: {exc.strerror or exc} ({folder}); give a path in a folder "
+                         "you can write to") from None
+
+
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
     """Call ``write`` on a temporary file beside ``path``, fsync it and rename it over ``path``.
 

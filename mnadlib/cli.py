@@ -10,13 +10,12 @@ import argparse
 import dataclasses
 import json
 import sys
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, check_writable
 from .config import ConfigError, EvalConfig, preset, validate_size
 
 
@@ -74,22 +73,6 @@ def _load_model(args: argparse.Namespace):
     raise ConfigError("give --checkpoint CKPT, or both --original-model model.pth and --original-keys keys.pt")
 
 
-def _check_writable(out: Path) -> None:
-    """ConfigError when ``out`` could not be written, found before an evaluation that may take hours.
-
-    The nearest existing folder above ``out`` is tried, so a refused or interrupted run creates no folder.
-    """
-    folder = out.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"cannot write --out {out}: {exc.strerror or exc} ({folder}); give a file in a "
-                          "folder you can write to") from None
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate with the authors' protocol and write the JSON result."""
     from .data import list_videos, load_labels, split_dir
@@ -99,7 +82,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.out and Path(args.out).is_dir():
         raise ConfigError(f"--out {args.out} is a folder; give the result's file name, e.g. {Path(args.out) / 'result.json'}")
     if args.out:
-        _check_writable(Path(args.out))
+        check_writable(args.out, "--out")
     model, items, trained = _load_model(args)
     size = validate_size(args.size if args.size is not None else trained or (256, 256))
     if trained and size != trained:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, atomic_write_json
+from .checkpoint import CheckpointError, atomic_write_json, check_writable
 from .config import ConfigError, preset
 from .data import DataError, list_videos, load_masks, open_source, validate_video
 from .frames import FrameSource
@@ -48,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics:
         if not (args.data and args.checkpoint):
             raise LocalizeError("--metrics needs --data ROOT/DATASET and --checkpoint CKPT")
+        if args.out:
+            check_writable(args.out, "--out")
         model, items, size = load_model(args.checkpoint, size)
         table = localization_metrics(model, items, args.data, size, progress=not args.quiet)
         print(format_table(table))
@@ -128,6 +130,7 @@ def _check_outputs(args: argparse.Namespace) -> tuple[int, int] | None:
     outputs += [Path(args.out) / "fit"] if args.fit_frames else []  # fit_on_frames rewrites OUT/fit/fit_frames
     check_apart(args.out, {"--video": args.video, "--normal": args.normal, "--masks": args.masks,
                            "--checkpoint": args.checkpoint}, outputs)
+    check_writable(args.out, "--out")
     return gif_frames
 
 

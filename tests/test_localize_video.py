@@ -260,6 +260,8 @@ def test_cli_bad_input_exits_2_with_one_line(data, ckpt, tmp_path, capsys):
         "is a file; give a folder": ["--video", str(test / "01"), "--checkpoint", str(ckpt), "--out", str(wrong_masks)],
         "fps must be a frame rate above 0": ["--video", str(test / "01"), *common, "--fps", "0"],
         "at most 1000, got nan": ["--video", str(test / "01"), *common, "--fps", "nan"],
+        "cannot write --out": ["--video", str(test / "01"), "--checkpoint", str(ckpt), "--out", str(wrong_masks / "o")],
+        "cannot write --out ": ["--metrics", "--data", str(data), "--checkpoint", str(ckpt), "--out", str(wrong_masks / "o")],
     }
     for needle, args in cases.items():
         assert _cli(*args) == 2, needle
