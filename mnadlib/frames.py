@@ -183,13 +183,14 @@ class FrameFolder(FrameSource):
 
     def _decode(self, i: int) -> np.ndarray:
         f = self.files[i]
-        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-        if img is None:
-            raise DataError(f"cannot read image {f} ({f.stat().st_size} bytes): the file is empty "
-                            "or corrupt; re-extract it or remove it from the video folder")
-        if f.suffix.lower() in JPEG_EXTS and jpeg_cut_short(f.read_bytes()):
+        data = f.read_bytes()  # read once: checked for a cut-short end (a JPEG), then decoded
+        if f.suffix.lower() in JPEG_EXTS and data[:2] == b"\xff\xd8" and jpeg_cut_short(data):
             raise DataError(f"frame file {f} is cut short (no end-of-image marker after its scans; OpenCV "
                             "would fill the missing rows with grey): re-extract or copy this video's frames again")
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+        if img is None:
+            raise DataError(f"cannot read image {f} ({len(data)} bytes): the file is empty "
+                            "or corrupt; re-extract it or remove it from the video folder")
         return img
 
 

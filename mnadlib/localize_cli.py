@@ -95,8 +95,9 @@ def _localize(args: argparse.Namespace, source: FrameSource, model: MNAD, items:
     assumed = normal is None and (not args.offline or cfg.threshold == "calibrated")  # offline scores need none
     if assumed:
         normal = leading_frames(source, model.cfg.t_length)
-    res = localize(source, model, items, cfg, normal=normal, progress=not args.quiet, fps=args.fps)
-    if args.fps is None and header_fps(source) is None:
+    fps = args.fps or header_fps(source)  # the header read once, here
+    res = localize(source, model, items, cfg, normal=normal, progress=not args.quiet, fps=fps)
+    if fps is None:
         print(f"note: {source.path} records no frame rate, so the segments' times, annotated.mp4 and the GIF assume "
               f"{DEFAULT_FPS:g} fps; give the footage's rate with --fps", file=sys.stderr)
     if assumed:
