@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -123,6 +124,17 @@ def _source(name: str) -> Path:
 PARAM_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str}
 
 
+# a decimal number as Python reads it: YAML 1.1 (PyYAML) reads 1e-3 as text, wanting 1.0e-3
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _as_declared(value: Any, type_name: str) -> Any:
+    """A float parameter's value written as text like ``1e-3`` (YAML 1.1 leaves it a string) as that float."""
+    if type_name == "float" and isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
 def _is_type(value: Any, type_name: str) -> bool:
     """Whether a -p value (parsed as YAML) suits a parameter declared ``name: type_name``; bools are not numbers."""
     return isinstance(value, PARAM_TYPES[type_name]) and (type_name == "bool" or not isinstance(value, bool))
@@ -170,6 +182,7 @@ def plan(dataset: str, data_root: Path | None, out: Path, user: Mapping[str, Any
         raise ValueError(f"unknown parameter(s) {unknown}; the notebooks take: "
                          + "; ".join(f"{n}: {', '.join(p)}" for n, p in declared.items()))
     wanted = {k: t for p in declared.values() for k, t in p.items()}
+    user = {k: _as_declared(v, wanted[k]) for k, v in user.items()}
     wrong = [f"{k} must be {wanted[k]}, got {type(v).__name__} {v!r}" for k, v in user.items()
              if wanted[k] in PARAM_TYPES and not _is_type(v, wanted[k])]
     if wrong:
@@ -348,8 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--runs-dir", default="runs", help="where run folders go (default: ./runs)")
     ap.add_argument("--config", help="flat YAML file of notebook parameters (key: value); -p overrides it")
     ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
-                    help="a notebook parameter; VALUE is a number, true/false or null as YAML reads it, else text as written "
-                         "(quote text that looks like a number: \"'02'\"); repeatable")
+                    help="a notebook parameter; VALUE is a number (1e-3 too), true/false or null as YAML reads it, else "
+                         "text as written (quote text that looks like a number: \"'02'\"); repeatable")
     ap.add_argument("--smoke", action="store_true",
                     help=f"CI mode: tiny training ({SMOKE['epochs']} epoch of {SMOKE['max_steps']} steps), no AUC claim")
     ap.add_argument("--dataset", default="synthped",

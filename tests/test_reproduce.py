@@ -227,6 +227,15 @@ def test_parameters_from_yaml_then_command_line(tmp_path: Path) -> None:
     with_root = reproduce.plan("synthped", tmp_path, tmp_path / "run", {"overwrite": True}, False, ["pred_mem"])
     assert with_root[0][2]["overwrite"] is True and with_root[0][2]["data_root"] == str(tmp_path)  # unless asked
     assert "epochs" not in by_name["03_reproduce_auc"] and by_name["03_reproduce_auc"]["min_auc"] == 0.9
+    cfg.write_text("th: 1e-3\n")  # PyYAML reads this as text; a float parameter takes it as the number
+    steps = reproduce.plan("synthped", None, tmp_path / "run", reproduce._user_params(str(cfg), [["alpha", "5E-1"]]),
+                           False, ["pred_mem"])
+    evaluated = {name: p for name, _, p in steps}["03_reproduce_auc"]
+    assert evaluated["th"] == 1e-3 and evaluated["alpha"] == 0.5
+    with pytest.raises(ValueError, match="epochs must be int, got str '1e3'"):
+        reproduce.plan("synthped", None, tmp_path / "run", {"epochs": "1e3"}, False, ["pred_mem"])
+    with pytest.raises(ValueError, match="th must be float, got str 'nan'"):
+        reproduce.plan("synthped", None, tmp_path / "run", {"th": "nan"}, False, ["pred_mem"])
     bad = tmp_path / "nested.yaml"
     bad.write_text("train: {epochs: 3}\n")
     with pytest.raises(ValueError, match="flat YAML"):
