@@ -297,7 +297,12 @@ def _check_resume_args(args: argparse.Namespace, ap: argparse.ArgumentParser) ->
         raise ValueError(f"--resume continues a run with the parameters it started with; drop {', '.join(given)} "
                          "(or start a new run with them)")
     out = Path(args.resume).expanduser().resolve()
-    if not out.is_dir():
+    try:
+        is_dir = out.is_dir()
+    except OSError as exc:  # a path component longer than the file system allows
+        raise ValueError(f"--resume {args.resume}: {exc.strerror or exc}; pass the folder a run printed "
+                         "('run folder: ...')") from None
+    if not is_dir:
         raise ValueError(f"--resume {out}: no such run folder")
     read_manifest(out)  # a folder that is no run is refused before its lock file is created
     return out

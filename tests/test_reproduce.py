@@ -177,6 +177,13 @@ def test_resume_refuses_a_live_run_a_non_run_folder_and_new_parameters(tmp_path:
     assert "not valid JSON" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("component", ["x" * 300, "x" * 300 + "/run"])
+def test_resume_of_a_path_too_long_for_the_file_system_is_a_one_line_error(tmp_path: Path, capsys, component: str) -> None:
+    assert reproduce.main(["--resume", str(tmp_path / component)]) == 2
+    err = capsys.readouterr().err
+    assert "File name too long" in err and "Traceback" not in err and err.count("\n") == 1
+
+
 def test_run_folder_on_a_file_system_without_locks_warns_and_goes_on(tmp_path: Path, monkeypatch, capsys) -> None:
     def no_locks(fd, op):
         raise OSError(errno.ENOLCK, "No locks available")
