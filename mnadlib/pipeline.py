@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import synth
-from .checkpoint import load_original, open_checkpoint
+from .checkpoint import atomic_write, load_original, open_checkpoint
 from .config import EvalConfig, scratch_dir, to_dict, validate_size
 from .data import KNOWN_DATASETS, DataError, FrameSource, known_dataset, list_videos, load_labels, load_masks, split_dir
 from .evaluate import EvalResult, FrameStep, iter_frames
@@ -113,11 +113,14 @@ class RunFolder:
         return self.root / "figures"
 
     def write_json(self, name: str, obj: Any) -> Path:
-        """Write ``results/<name>.json``."""
-        path = self.results / f"{name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(obj, indent=1, default=_json_default))
-        return path
+        """Write ``results/<name>.json`` atomically (:func:`write_json`)."""
+        return write_json(self.results / f"{name}.json", obj)
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    """JSON of ``obj`` (paths and NumPy scalars too), atomically: a kill or a full disk leaves the earlier file whole."""
+    text = json.dumps(obj, indent=1, default=_json_default)
+    return atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def _json_default(obj: Any) -> Any:
@@ -343,9 +346,7 @@ def eval_config(alpha: float, size: tuple[int, int], update: bool = True, device
 
 def write_results(run: RunFolder, results: Mapping[str, Any]) -> Path:
     """Write the run's ``results.json`` (the file the pipeline reads its table and claims from)."""
-    path = run.root / "results.json"
-    path.write_text(json.dumps(results, indent=1, default=_json_default))
-    return path
+    return write_json(run.root / "results.json", results)
 
 
 def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:

@@ -11,7 +11,6 @@ run manifest (config, seed, library versions, git commit when available).
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 import random
 import subprocess
@@ -220,7 +219,7 @@ def train(
         if (epoch + 1) % train_cfg.checkpoint_every == 0 or epoch + 1 == train_cfg.epochs:
             _save_resumable(ckpt_path, model, items, optimizer, scheduler, generator, epoch + 1, history, train_cfg, seen,
                             digest)
-    (run_dir / "history.json").write_text(json.dumps(history, indent=2))
+    atomic_write_json(history, run_dir / "history.json", indent=2)
     return save_checkpoint(run_dir / FINAL, model, items, train_config=to_dict(train_cfg), history=history)
 
 

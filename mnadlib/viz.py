@@ -25,6 +25,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from . import scoring
+from .checkpoint import atomic_write
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -35,14 +36,11 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def save(fig: Figure, path: str | Path, svg: bool = False) -> list[Path]:
-    """Write ``fig`` as PNG (and SVG beside it), release the figure and return the written paths."""
+    """Write ``fig`` as PNG (and SVG beside it) atomically, release the figure and return the written paths."""
     png = Path(path).with_suffix(".png")
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png)
-    paths = [png]
+    paths = [atomic_write(png, lambda f: fig.savefig(f, format="png"))]
     if svg:
-        fig.savefig(png.with_suffix(".svg"))
-        paths.append(png.with_suffix(".svg"))
+        paths.append(atomic_write(png.with_suffix(".svg"), lambda f: fig.savefig(f, format="svg")))
     fig.clear()
     return paths
 

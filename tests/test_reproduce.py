@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mnadlib import pipeline, reproduce, runlog, synth
@@ -327,6 +328,26 @@ def test_prepare_dataset_never_replaces_data_mnadlib_did_not_write(tmp_path: Pat
         pipeline.prepare_dataset(tmp_path, "synthped", "small", overwrite=True)
     assert (own / "000.jpg").read_bytes() == b"a real frame"
     assert (mine / "000.jpg").read_bytes() == b"my own synthped-named data"
+
+
+def test_notebooks_json_is_written_atomically(tmp_path: Path, monkeypatch) -> None:
+    """results/*.json and results.json survive a write that fails (a full disk) whole, leaving no temporary file."""
+    run = pipeline.RunFolder(tmp_path)
+    written = [run.write_json("02_train_pred_mem", {"path": tmp_path, "n": np.int64(3)}),
+               pipeline.write_results(run, {"main": {"frame_auc": np.float32(0.5)}})]
+    assert json.loads(written[0].read_text()) == {"path": str(tmp_path), "n": 3}
+    before = [p.read_bytes() for p in written]
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(WriteError, match="is the disk full"):
+        run.write_json("02_train_pred_mem", {"n": 4})
+    with pytest.raises(WriteError, match="is the disk full"):
+        pipeline.write_results(run, {"main": {}})
+    assert [p.read_bytes() for p in written] == before
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["02_train_pred_mem.json", "results", "results.json"]
 
 
 def test_pick_examples_and_tables() -> None:

@@ -55,6 +55,18 @@ def test_train_writes_checkpoint_history_manifest(frames, tmp_path):
     assert manifest["seed"] == 0 and manifest["torch"] == torch.__version__
 
 
+def test_history_is_replaced_not_rewritten_in_place(frames, tmp_path):
+    """A reader holding the earlier history.json (or a kill mid-write) sees a whole file: the new one is renamed over it."""
+    mcfg, tcfg = _cfgs(epochs=1)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "history.json").write_text("[]")
+    os.link(run / "history.json", tmp_path / "held")
+    tr.train(frames, mcfg, tcfg, run, progress=False)
+    assert (tmp_path / "held").read_text() == "[]"
+    assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [1]
+
+
 def test_each_epoch_line_says_the_time_trained_and_left(frames, tmp_path, monkeypatch, capsys):
     clock = iter(range(0, 1000, 50))  # the training loop's start, then the end of each epoch: 50 s apart
     monkeypatch.setattr(tr, "_clock", lambda: float(next(clock)))

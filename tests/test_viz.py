@@ -108,3 +108,22 @@ def test_save_writes_png_and_svg(tmp_path) -> None:
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert b"<svg" in paths[1].read_bytes()[:500]
     assert not fig.get_axes()  # released
+
+
+def test_save_replaces_a_figure_atomically(tmp_path, monkeypatch) -> None:
+    """A figure that cannot be written (a full disk) leaves the earlier PNG whole, and no temporary file."""
+    import errno
+    import os
+
+    from mnadlib.checkpoint import WriteError
+
+    png = viz.save(viz.score_curves(_result(1)), tmp_path / "curves")[0]
+    before = png.read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(WriteError, match="is the disk full"):
+        viz.save(viz.score_curves(_result(2)), tmp_path / "curves")
+    assert png.read_bytes() == before and list(tmp_path.iterdir()) == [png]
