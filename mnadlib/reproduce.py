@@ -7,7 +7,8 @@ synthped), the trained variants, ``results.json`` (03), the figures and ``manife
 started with: finished notebooks are skipped, training continues from the last epoch's
 checkpoint, and the executed copy of a notebook that is run again is kept beside the new one.
 The manifest is rewritten after every notebook, so even a killed run says how far it got; a lock
-on the run folder keeps a resume from racing a run that is still alive.
+on the run folder keeps a resume from racing a run that is still alive, and a resume removes the
+temporary files and folders that writers killed mid-write left (``runlog.sweep``).
 With ``--dataset NAME -p footage VIDEO`` the data are a video of your own normal scene with
 anomalies injected into its second half (``mnadlib.inject``), written into the run folder.
 02 runs once per trained variant (``pred_mem``, ``pred_nomem``, ``recon_mem`` by default), so
@@ -36,7 +37,7 @@ import yaml
 
 from . import __version__
 from .pipeline import VARIANTS, format_table, table1_columns
-from .runlog import RunLocked, attempt_path, hold, read_manifest, write_manifest
+from .runlog import RunLocked, attempt_path, hold, read_manifest, sweep, write_manifest
 from .train import git_commit
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -454,6 +455,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _make_run_dir(out)
         with hold(out):
             if args.resume:
+                if removed := sweep(out):
+                    print(f"removed {len(removed)} temporary file(s) or folder(s) that a killed attempt left, "
+                          f"e.g. {removed[0]}", flush=True)
                 steps, log = _continue(out, argv)
                 if log["resumed"][-1]["after"] == "ok":
                     print(summary(out) + f"\n\nrun folder: {out} (ok: finished earlier, nothing to resume)")

@@ -9,6 +9,9 @@ running the pipeline; the operating system drops it when that process ends, howe
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +27,8 @@ except ImportError:  # Windows: runs are not locked there
 
 MANIFEST = "manifest.json"
 LOCK = ".reproduce.lock"  # held (flock) by the process running the pipeline in this folder
+# a temporary file of checkpoint.atomic_write or folder of synth.write_dataset: ".<name>.<8 random chars>.tmp"
+LEFTOVER = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 REQUIRED = ("dataset", "variants", "parameters", "smoke", "steps")  # what a resume re-plans the run from
 
 
@@ -71,6 +76,23 @@ def hold(out: Path) -> Iterator[None]:
                 print(f"warning: cannot lock {out} ({exc}); do not resume this run while it still runs",
                       file=sys.stderr)
         yield
+
+
+def sweep(out: Path) -> list[Path]:
+    """Remove the temporary files and folders that a writer killed mid-write (SIGKILL skips its cleanup) left in ``out``.
+
+    Call it only while holding the run folder's lock: then no writer of this run is alive.
+    """
+    removed = []
+    for folder, dirs, files in os.walk(out):
+        for name in [d for d in dirs if LEFTOVER.fullmatch(d)]:
+            dirs.remove(name)
+            shutil.rmtree(Path(folder, name), ignore_errors=True)
+            removed.append(Path(folder, name))
+        for name in filter(LEFTOVER.fullmatch, files):
+            Path(folder, name).unlink(missing_ok=True)
+            removed.append(Path(folder, name))
+    return removed
 
 
 def attempt_path(target: Path) -> Path:

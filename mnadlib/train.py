@@ -186,7 +186,8 @@ def train(
         if epoch_lines and start_epoch < train_cfg.epochs:
             tqdm.write(f"resuming {ckpt_path} after epoch {start_epoch} of {train_cfg.epochs}")
     run_dir.mkdir(parents=True, exist_ok=True)  # only now: a run refused above leaves no empty folder behind
-    for stale in (*run_dir.glob(f".{CHECKPOINT}.*.tmp"), *run_dir.glob(f".{FINAL}.*.tmp")):
+    written = (CHECKPOINT, FINAL, "history.json", "manifest.json")
+    for stale in (p for name in written for p in run_dir.glob(f".{name}.*.tmp")):
         stale.unlink(missing_ok=True)  # half-written by a run killed mid-save (SIGKILL skips the cleanup)
     write_manifest(run_dir, model_config=to_dict(model_cfg), train_config=to_dict(train_cfg), data=str(data),
                    seed=train_cfg.seed, device=str(device), resumed_from_epoch=start_epoch or None)

@@ -185,6 +185,25 @@ def test_resume_of_a_path_too_long_for_the_file_system_is_a_one_line_error(tmp_p
     assert "File name too long" in err and "Traceback" not in err and err.count("\n") == 1
 
 
+def test_resume_removes_what_writers_killed_mid_write_left(tmp_path: Path, monkeypatch, capsys) -> None:
+    run = tmp_path / "killed"
+    (run / "results").mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps({"dataset": "synthped", "variants": ["pred_mem"], "parameters": {},
+                                                   "smoke": True, "steps": [], "status": "running"}))
+    leftovers = [run / ".manifest.json.k1ll3d_x.tmp", run / "results" / ".eval_pred_mem.json.a1b2c3d4.tmp",
+                 run / "data" / ".synthped.q9w8e7r6.tmp" / "synthped" / "training" / "01.jpg"]
+    kept = [run / "results" / "eval_pred_mem.json", run / "notes.tmp", run / ".hidden"]
+    for path in leftovers + kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    monkeypatch.setattr(reproduce, "plan", lambda *args, **kwargs: [])
+    monkeypatch.setattr(reproduce, "summary", lambda out: "")
+    assert reproduce.main(["--resume", str(run)]) == 0
+    assert "removed 3 temporary file(s) or folder(s)" in capsys.readouterr().out
+    assert not any(p.exists() for p in leftovers) and not (run / "data" / ".synthped.q9w8e7r6.tmp").exists()
+    assert all(p.exists() for p in kept)
+
+
 def test_run_folder_on_a_file_system_without_locks_warns_and_goes_on(tmp_path: Path, monkeypatch, capsys) -> None:
     def no_locks(fd, op):
         raise OSError(errno.ENOLCK, "No locks available")

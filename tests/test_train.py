@@ -168,10 +168,11 @@ def test_a_finished_run_is_not_replaced_and_a_final_model_is_no_checkpoint(frame
     with pytest.raises(CheckpointError, match="no resumable training checkpoint.*--restart"):
         tr.train(frames, mcfg, tcfg, run, progress=False)
     assert final.read_bytes() == before
-    stale = run / ".checkpoint.pt.k1ll3d.tmp"  # what a SIGKILL during a save leaves
-    stale.write_bytes(b"half")
+    stale = [run / ".checkpoint.pt.k1ll3d.tmp", run / ".history.json.k1ll3d00.tmp"]  # what a SIGKILL during a save leaves
+    for path in stale:
+        path.write_bytes(b"half")
     tr.train(frames, mcfg, tcfg, run, resume=False, progress=False)
-    assert not stale.exists()
+    assert not any(path.exists() for path in stale)
     for bad, message in ((dict(seed=-1), "seed must be in"), (dict(seed=2**32), "seed must be in"),
                          (dict(max_steps_per_epoch=-1), "must be >= 0"), (dict(epochs=0), "epochs must be >= 1, got 0")):
         with pytest.raises(ConfigError, match=message):
