@@ -37,7 +37,7 @@ import yaml
 
 from . import __version__
 from .pipeline import VARIANTS, format_table, table1_columns
-from .runlog import RunLocked, attempt_path, hold, read_manifest, sweep, write_manifest
+from .runlog import MANIFEST, RunLocked, attempt_path, hold, read_manifest, sweep, write_manifest
 from .train import git_commit
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -432,7 +432,16 @@ def _continue(out: Path, argv: Sequence[str] | None) -> tuple[list, dict[str, An
     """The steps and log of the run in ``out``, with this attempt recorded in the log."""
     log = read_manifest(out)
     data_root = Path(log["data_root"]) if log.get("data_root") else None
-    steps = plan(log["dataset"], data_root, out, log["parameters"], log["smoke"], log["variants"])
+    try:
+        unknown = [v for v in log["variants"] if v not in VARIANTS]
+        if unknown:
+            raise ValueError(f"unknown variant(s) {unknown}")
+        steps = plan(log["dataset"], data_root, out, log["parameters"], log["smoke"], log["variants"])
+    except ValueError as exc:
+        versions = log.get("versions")
+        made_by = versions.get("mnadlib") if isinstance(versions, dict) else None
+        raise ValueError(f"{out / MANIFEST} (made by mnadlib {made_by or 'of an unknown version'}) holds settings that "
+                         f"mnadlib {__version__} refuses ({exc}); the run cannot be continued, start a new one") from None
     commit = git_commit()
     if commit != log.get("git_commit") and log.get("status") != "ok":  # a finished run re-runs nothing
         print(f"warning: this run started at git commit {log.get('git_commit')} and continues at {commit}; "

@@ -29,7 +29,7 @@ MANIFEST = "manifest.json"
 LOCK = ".reproduce.lock"  # held (flock) by the process running the pipeline in this folder
 # a temporary file of checkpoint.atomic_write or folder of synth.write_dataset: ".<name>.<8 random chars>.tmp"
 LEFTOVER = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
-REQUIRED = ("dataset", "variants", "parameters", "smoke", "steps")  # what a resume re-plans the run from
+REQUIRED = {"dataset": str, "variants": list, "parameters": dict, "smoke": bool, "steps": list}  # what a resume re-plans from
 
 
 class RunLocked(RuntimeError):
@@ -51,9 +51,21 @@ def read_manifest(out: Path) -> dict[str, Any]:
         log = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not valid JSON ({exc}); the run cannot be continued, start a new one") from None
+    if not isinstance(log, dict):
+        raise ValueError(f"{path} holds a JSON {type(log).__name__}, not a run's manifest; the run cannot be continued, "
+                         "start a new one")
     missing = [k for k in REQUIRED if k not in log]
     if missing:
         raise ValueError(f"{path} lacks {missing}; the run cannot be continued, start a new one")
+    wrong = [f"{k} is {type(log[k]).__name__}, not {t.__name__}" for k, t in REQUIRED.items() if not isinstance(log[k], t)]
+    wrong += [f"{k} is {type(log[k]).__name__}" for k, t in (("data_root", (str, type(None))), ("resumed", list))
+              if k in log and not isinstance(log[k], t)]
+    if isinstance(log["steps"], list) and any(
+            not (isinstance(s, dict) and isinstance(s.get("notebook"), str) and isinstance(s.get("status"), str))
+            for s in log["steps"]):
+        wrong.append("a step lacks its notebook or status")
+    if wrong:
+        raise ValueError(f"{path} is not a manifest this mnadlib can continue ({'; '.join(wrong)}); start a new run")
     return log
 
 

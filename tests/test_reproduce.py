@@ -204,6 +204,30 @@ def test_resume_removes_what_writers_killed_mid_write_left(tmp_path: Path, monke
     assert all(p.exists() for p in kept)
 
 
+MANIFEST = {"dataset": "synthped", "variants": ["pred_mem"], "parameters": {}, "smoke": True, "steps": [],
+            "status": "failed", "versions": {"mnadlib": "0.0.9"}}
+
+
+@pytest.mark.parametrize("manifest, message", [
+    ([1, 2], "holds a JSON list, not a run's manifest"),
+    (7, "holds a JSON int, not a run's manifest"),
+    ({**MANIFEST, "parameters": ["epochs"]}, "parameters is list, not dict"),
+    ({**MANIFEST, "variants": "pred_mem"}, "variants is str, not list"),
+    ({**MANIFEST, "steps": [{"notebook": "01_prepare_data"}]}, "a step lacks its notebook or status"),
+    ({**MANIFEST, "data_root": 5}, "data_root is int"),
+    ({**MANIFEST, "resumed": "yes"}, "resumed is str"),
+    ({**MANIFEST, "variants": ["pred_big"]}, "made by mnadlib 0.0.9) holds settings that mnadlib"),
+    ({**MANIFEST, "parameters": {"old_param": 1}}, "unknown parameter(s) ['old_param']"),
+])
+def test_resume_of_a_manifest_this_version_cannot_read_is_a_one_line_error(tmp_path: Path, capsys, manifest,
+                                                                           message: str) -> None:
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert reproduce.main(["--resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and ("cannot be continued" in err or "can continue" in err)
+    assert "Traceback" not in err and json.loads((tmp_path / "manifest.json").read_text()) == manifest
+
+
 def test_run_folder_on_a_file_system_without_locks_warns_and_goes_on(tmp_path: Path, monkeypatch, capsys) -> None:
     def no_locks(fd, op):
         raise OSError(errno.ENOLCK, "No locks available")
