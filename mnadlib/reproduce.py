@@ -446,6 +446,11 @@ def _continue(out: Path, argv: Sequence[str] | None) -> tuple[list, dict[str, An
     if commit != log.get("git_commit") and log.get("status") != "ok":  # a finished run re-runs nothing
         print(f"warning: this run started at git commit {log.get('git_commit')} and continues at {commit}; "
               "its notebooks may differ between the two attempts", file=sys.stderr)
+    started = log.get("versions") if isinstance(log.get("versions"), dict) else {}
+    changed = [f"{k} {started.get(k)} -> {v}" for k, v in _versions().items() if k != "platform" and started.get(k) != v]
+    if changed and log.get("status") != "ok":
+        print(f"warning: this run started with other versions ({', '.join(changed)}); its numbers may differ from "
+              "those of an uninterrupted run", file=sys.stderr)
     log.setdefault("resumed", []).append({"command": _command(argv), "git_commit": commit, "after": log.get("status"),
                                           "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return steps, log

@@ -228,6 +228,15 @@ def test_resume_of_a_manifest_this_version_cannot_read_is_a_one_line_error(tmp_p
     assert "Traceback" not in err and json.loads((tmp_path / "manifest.json").read_text()) == manifest
 
 
+def test_resume_with_other_package_versions_warns(tmp_path: Path, monkeypatch, capsys) -> None:
+    (tmp_path / "manifest.json").write_text(json.dumps({**MANIFEST, "versions": {**reproduce._versions(), "torch": "1.0"}}))
+    monkeypatch.setattr(reproduce, "plan", lambda *args, **kwargs: [])
+    monkeypatch.setattr(reproduce, "summary", lambda out: "")
+    assert reproduce.main(["--resume", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "started with other versions (torch 1.0 -> " in err and "mnadlib" not in err.split("versions")[1]
+
+
 def test_run_folder_on_a_file_system_without_locks_warns_and_goes_on(tmp_path: Path, monkeypatch, capsys) -> None:
     def no_locks(fd, op):
         raise OSError(errno.ENOLCK, "No locks available")
