@@ -243,8 +243,17 @@ def _versions() -> dict[str, str]:
 
 
 def summary(out: Path) -> str:
-    """The results table of a finished run: the main AUC with its claim, Table 1, the ablation, the AUC per kind and size."""
-    res = json.loads((out / "results.json").read_text())
+    """The results table of a finished run; ValueError saying so when its ``results.json`` is missing or not 03's."""
+    path = out / "results.json"
+    try:
+        return _table(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ValueError(f"cannot print the results table: {path} is missing or not what notebook 03 writes "
+                         f"({type(exc).__name__}: {exc}); its executed copy in {out / 'notebooks'} shows the numbers") from None
+
+
+def _table(res: dict[str, Any]) -> str:
+    """The main AUC with its claim, Table 1, the ablation, the AUC per kind and size, from 03's ``results.json``."""
     main, claim = res["main"], res["claims"]
     lines = [f"main model {main['variant']}: frame AUC {100 * main['frame_auc']:.2f}%, macro AUC "
              f"{100 * main['macro_auc']:.2f}% (claim >= {100 * claim['min_auc']:.1f}%: {'holds' if claim['holds'] else 'MISSED'})",
@@ -505,7 +514,11 @@ def _run(steps: Sequence[tuple[str, str, dict[str, Any]]], out: Path, log: dict[
             print(f"error: {exc}\n{next_step(PipelineError(str(exc)), out)}", file=sys.stderr)
         status = status or 1
     if status == 0:
-        print("\n" + summary(out))
+        try:
+            print("\n" + summary(out))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = 1
     print(f"\nrun folder: {out} ({log['status']}, {log['wall_s']:.0f} s)")
     return status
 

@@ -237,6 +237,16 @@ def test_resume_with_other_package_versions_warns(tmp_path: Path, monkeypatch, c
     assert "started with other versions (torch 1.0 -> " in err and "mnadlib" not in err.split("versions")[1]
 
 
+@pytest.mark.parametrize("results", [None, "{", '{"main": {}}'])
+def test_a_finished_run_without_a_readable_results_json_is_a_one_line_error(tmp_path: Path, capsys, results) -> None:
+    (tmp_path / "manifest.json").write_text(json.dumps({**MANIFEST, "status": "ok"}))
+    if results is not None:
+        (tmp_path / "results.json").write_text(results)
+    assert reproduce.main(["--resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot print the results table" in err and "Traceback" not in err and err.count("\n") == 1
+
+
 def test_run_folder_on_a_file_system_without_locks_warns_and_goes_on(tmp_path: Path, monkeypatch, capsys) -> None:
     def no_locks(fd, op):
         raise OSError(errno.ENOLCK, "No locks available")
