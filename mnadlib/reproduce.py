@@ -37,7 +37,7 @@ import yaml
 
 from . import __version__
 from .pipeline import VARIANTS, format_table, table1_columns
-from .runlog import MANIFEST, RunLocked, attempt_path, hold, read_manifest, sweep, write_manifest
+from .runlog import LOCK, MANIFEST, RunLocked, attempt_path, hold, read_manifest, sweep, write_manifest
 from .train import git_commit
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -470,6 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
     t0 = time.time()
+    out: Path | None = None
     try:
         if args.resume:
             out = _check_resume_args(args, ap)
@@ -489,6 +490,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileExistsError, FileNotFoundError, RunLocked) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before the first notebook, or a second Ctrl-C while the manifest was written
+        if out is not None and (out / MANIFEST).is_file():
+            print(f"\ninterrupted; continue with: python -m mnadlib.reproduce --resume {out}", file=sys.stderr)
+        else:
+            if out is not None and not args.resume:
+                _drop_unstarted(out)
+            print("\ninterrupted before the run started; nothing to resume", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _drop_unstarted(out: Path) -> None:
+    """Remove a new run folder that holds no manifest yet (only its lock and empty notebooks/), so its --name stays free."""
+    (out / LOCK).unlink(missing_ok=True)
+    for folder in (out / "notebooks", out):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (or gone): rmdir never removes anything written
+            pass
 
 
 def _run(steps: Sequence[tuple[str, str, dict[str, Any]]], out: Path, log: dict[str, Any], t0: float) -> int:

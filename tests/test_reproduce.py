@@ -158,6 +158,19 @@ def test_ctrl_c_then_resume_skips_finished_notebooks_and_continues_training(tmp_
     assert json.loads((run / "manifest.json").read_text()) == manifest
 
 
+@pytest.mark.parametrize("where", ["plan", "hold"])  # before the run folder is made, and after
+def test_ctrl_c_before_the_first_notebook_exits_130_and_leaves_the_name_free(tmp_path: Path, monkeypatch, capsys,
+                                                                             where: str) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(reproduce, where, interrupted)
+    assert reproduce.main(["--name", "r", "--runs-dir", str(tmp_path)]) == reproduce.INTERRUPTED
+    err = capsys.readouterr().err
+    assert "interrupted before the run started" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_resume_refuses_a_live_run_a_non_run_folder_and_new_parameters(tmp_path: Path, capsys) -> None:
     run = tmp_path / "live"
     run.mkdir()
