@@ -460,9 +460,30 @@ def _continue(out: Path, argv: Sequence[str] | None) -> tuple[list, dict[str, An
     if changed and log.get("status") != "ok":
         print(f"warning: this run started with other versions ({', '.join(changed)}); its numbers may differ from "
               "those of an uninterrupted run", file=sys.stderr)
+    changed = _replanned(log["steps"], steps)
+    if changed and log.get("status") != "ok":
+        print(f"warning: this mnadlib gives notebooks other parameters than the run's earlier attempt did ({changed}); "
+              "notebooks run again or for the first time get the new ones", file=sys.stderr)
     log.setdefault("resumed", []).append({"command": _command(argv), "git_commit": commit, "after": log.get("status"),
                                           "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return steps, log
+
+
+def _replanned(logged: Sequence[dict[str, Any]], steps: Sequence[tuple[str, str, dict[str, Any]]]) -> str:
+    """The parameters that differ between a step's latest logged attempt and its plan now ("" when none do).
+
+    The run folder's own paths (out_dir, checkpoint) are left out: they change when a run folder is moved.
+    """
+    before = {s["notebook"]: s.get("parameters") for s in logged if isinstance(s.get("parameters"), dict)}
+    moved = ("out_dir", "checkpoint")
+    changes = []
+    for run, _, params in steps:
+        old, new = before.get(run), json.loads(json.dumps(params))
+        if old is None:
+            continue
+        changes += [f"{run} {k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}"
+                    for k in sorted(set(old) | set(new)) if k not in moved and old.get(k) != new.get(k)]
+    return "; ".join(changes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

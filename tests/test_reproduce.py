@@ -260,6 +260,21 @@ def test_a_finished_run_without_a_readable_results_json_is_a_one_line_error(tmp_
     assert "cannot print the results table" in err and "Traceback" not in err and err.count("\n") == 1
 
 
+def test_resume_warns_when_this_version_plans_other_notebook_parameters(tmp_path: Path, monkeypatch, capsys) -> None:
+    run = tmp_path / "moved"  # a run folder moved since: its own paths differ, which is no change of parameters
+    planned = reproduce.plan("synthped", None, tmp_path / "was-here", {}, True, ["pred_mem"])
+    logged = [{"notebook": name, "parameters": params, "status": "ok"} for name, _, params in planned[:2]]
+    logged[1]["parameters"] = {**logged[1]["parameters"], "max_steps": 5}  # what an older mnadlib's smoke mode set
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({**MANIFEST, "steps": logged, "versions": reproduce._versions()}))
+    monkeypatch.setattr(reproduce, "execute", lambda steps, out, log: None)
+    monkeypatch.setattr(reproduce, "summary", lambda out: "")
+    assert reproduce.main(["--resume", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "other parameters than the run's earlier attempt did (02_train_pred_mem max_steps: 5 -> 2)" in err
+    assert "out_dir" not in err and "01_prepare_data" not in err
+
+
 def test_run_folder_on_a_file_system_without_locks_warns_and_goes_on(tmp_path: Path, monkeypatch, capsys) -> None:
     def no_locks(fd, op):
         raise OSError(errno.ENOLCK, "No locks available")
