@@ -492,12 +492,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     t0 = time.time()
     out: Path | None = None
+    made: Path | None = None  # the folder of a new run, once this process created it: it may remove it again
     try:
         if args.resume:
             out = _check_resume_args(args, ap)
         else:
             out, steps, log = _new_run(args, argv)
             _make_run_dir(out)
+            made = out
         with hold(out):
             if args.resume:
                 if removed := sweep(out):
@@ -509,14 +511,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     return 0
             return _run(steps, out, log, t0)
     except (ValueError, FileExistsError, FileNotFoundError, RunLocked) as exc:
+        if made is not None and not (made / MANIFEST).is_file():
+            _drop_unstarted(made)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # before the first notebook, or a second Ctrl-C while the manifest was written
         if out is not None and (out / MANIFEST).is_file():
             print(f"\ninterrupted; continue with: python -m mnadlib.reproduce --resume {out}", file=sys.stderr)
         else:
-            if out is not None and not args.resume:
-                _drop_unstarted(out)
+            if made is not None:
+                _drop_unstarted(made)
             print("\ninterrupted before the run started; nothing to resume", file=sys.stderr)
         return INTERRUPTED
 

@@ -75,9 +75,15 @@ def hold(out: Path) -> Iterator[None]:
 
     The operating system drops the lock when the process ends, however it ends, so a folder
     whose lock is free holds no live run. RunLocked when another process holds it; on a file
-    system that cannot lock, a warning, and the run goes on unlocked.
+    system that cannot lock, a warning, and the run goes on unlocked. ValueError when the lock
+    file cannot be made (a read-only or full file system): nothing could be written there either.
     """
-    with (out / LOCK).open("a") as f:
+    try:
+        lock = (out / LOCK).open("a")
+    except OSError as exc:
+        raise ValueError(f"cannot write in run folder {out} ({exc.strerror or exc} on {LOCK}); a run continues only "
+                         "in a folder it can write to: copy it to one and resume the copy") from None
+    with lock as f:
         if fcntl is not None:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -275,6 +275,21 @@ def test_resume_warns_when_this_version_plans_other_notebook_parameters(tmp_path
     assert "out_dir" not in err and "01_prepare_data" not in err
 
 
+def test_a_folder_that_takes_no_lock_file_is_a_one_line_error(tmp_path: Path, monkeypatch, capsys) -> None:
+    (tmp_path / "manifest.json").write_text(json.dumps(MANIFEST))
+    (tmp_path / runlog.LOCK).mkdir()  # open() fails on it as on a read-only or full file system
+    assert reproduce.main(["--resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write in run folder {tmp_path}" in err and "Traceback" not in err and err.count("\n") == 1
+
+    def unwritable(out):
+        raise ValueError(f"cannot write in run folder {out}")
+
+    monkeypatch.setattr(reproduce, "hold", unwritable)
+    assert reproduce.main(["--name", "new", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert list((tmp_path / "runs").iterdir()) == []  # the --name stays free
+
+
 def test_run_folder_on_a_file_system_without_locks_warns_and_goes_on(tmp_path: Path, monkeypatch, capsys) -> None:
     def no_locks(fd, op):
         raise OSError(errno.ENOLCK, "No locks available")
