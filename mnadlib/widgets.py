@@ -14,6 +14,9 @@ from __future__ import annotations
 import dataclasses
 import html
 import io
+import shutil
+import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ import torch
 from .checkpoint import CheckpointError
 from .config import ConfigError, scratch_dir
 from .data import DataError, FrameSource, list_videos, load_masks, open_source, split_dir
+from .frames import VideoFile
 from .localize import VALID_RANGE, LocalizeError
 from .localize_eval import FORK
 from .localize_output import mask_boxes, panels, regularity_figure, write_boxes, write_video
@@ -165,6 +169,10 @@ def message(exc: BaseException | str, ok: bool = False) -> str:
 class LocalizationApp:
     """The ipywidgets app; ``app.widget`` is the box to display. Exports and uploads go to ``out_dir``.
 
+    Each upload is copied into a folder of its own under ``out_dir/uploads``, removed when it fails to
+    load, when another video replaces it, or when Python exits, so a second upload of the same name
+    never overwrites the video on show and uploads do not pile up.
+
     The controls start from ``cfg`` (map kind, threshold, minimum area, alpha, largest-only); ``video``
     names the test video shown first (default: the first); ``fps`` is the test videos' frame rate for
     the exported MP4/GIF and times (None: a video file's own, else 25; frame folders record none).
@@ -178,6 +186,7 @@ class LocalizationApp:
         self.out_dir = Path(out_dir) if out_dir else scratch_dir("localization")
         self.root, self._busy, self._before_fork, self.fps = dataset_root, False, None, check_fps(fps)
         self.cfg, self.session, self.model, self.items, self.normal = cfg or LocalizeConfig(), None, None, None, None
+        self._upload: weakref.finalize | None = None  # removes the shown upload's folder
         names = list_test_videos(dataset_root) if dataset_root else []
         if video and video not in names:
             raise ConfigError(f"no test video {video!r} in {dataset_root}; its test videos are {names}")
@@ -245,9 +254,14 @@ class LocalizationApp:
         if self.root:
             self.normal = fit_normal(self.model, self.items, list_videos(split_dir(self.root, "training")), self.cfg)
 
-    def _start(self, session: Session, note: str) -> None:
-        """Show a new session from its first scored frame."""
+    def _start(self, session: Session, note: str, upload: Path | None = None) -> None:
+        """Show a new session from its first scored frame; the one it replaces lets go of its upload's folder."""
+        if self.session is not None and isinstance(self.session.source, VideoFile):
+            self.session.source.close()
+        if self._upload is not None:
+            self._upload()
         self.session = session
+        self._upload = None if upload is None else weakref.finalize(self, shutil.rmtree, upload, True)
         lo, hi = int(session.base.frames[0]), int(session.base.frames[-1])
         for ctl in (self.frame, self.play):
             ctl.min, ctl.max = 0, max(hi, 1)
@@ -270,8 +284,15 @@ class LocalizationApp:
         if self.model is None or not value:
             return
         item = value[0] if isinstance(value, (list, tuple)) else next(iter(value.values()))
-        path = save_upload(item["name"], item["content"], self.out_dir / "uploads")
-        self._start(open_session(path, self.model, self.items, self.cfg), f"loaded upload {path.name}")
+        (self.out_dir / "uploads").mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="upload-", dir=self.out_dir / "uploads"))
+        try:
+            path = save_upload(item["name"], item["content"], folder)
+            session = open_session(path, self.model, self.items, self.cfg)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        self._start(session, f"loaded upload {path.name}", folder)
         self.video.value = None  # so that choosing the test video shown before loads it again
 
     def _apply(self) -> None:

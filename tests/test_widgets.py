@@ -206,6 +206,34 @@ def test_after_an_upload_the_earlier_test_video_can_be_chosen_again(data, ckpt, 
     assert "loaded 01" in app.status.value and app.session.source.name == "01"
 
 
+def _upload(app: LocalizationApp, name: str, frames: list[Path], out: Path) -> None:
+    """Write frames as an MJPG AVI at out and upload it to the app as name."""
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for f in frames:
+        writer.write(cv2.imread(str(f)))
+    writer.release()
+    app.upload.value = ({"name": name, "content": memoryview(out.read_bytes()), "size": out.stat().st_size,
+                         "type": "video/avi", "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
+
+
+def test_an_upload_of_the_same_name_leaves_the_shown_one_alone_and_uploads_are_removed(data, ckpt, tmp_path):
+    app = LocalizationApp(ckpt, data, out_dir=tmp_path / "app")
+    frames = sorted((split_dir(data, "testing") / "02").iterdir())
+    _upload(app, "clip.avi", frames, tmp_path / "long.avi")
+    shown = app.session.source.path
+    assert "loaded upload clip.avi" in app.status.value and shown.is_file()
+    _upload(app, "clip.avi", frames[:3], tmp_path / "short.avi")
+    assert "has 3 frames" in app.status.value
+    app.status.value = ""
+    app.frame.value = app.frame.max  # the upload on show still decodes
+    assert app.session.source.path == shown and app.status.value == "" and len(open_source(shown)) == len(frames)
+    assert [p for p in (tmp_path / "app" / "uploads").rglob("*") if p.is_file()] == [shown]
+    _upload(app, "clip.avi", frames, tmp_path / "long.avi")
+    assert app.session.source.path != shown and not shown.parent.exists()
+    app.video.value = "01"
+    assert "loaded 01" in app.status.value and not any((tmp_path / "app" / "uploads").iterdir())
+
+
 def test_a_model_without_memory_is_offered_no_memory_map(data, tmp_path):
     import torch
 
