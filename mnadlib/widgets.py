@@ -232,7 +232,11 @@ class LocalizationApp:
             self._guard(self._load_video, self.video.value)
 
     def _guard(self, fn: Any, *args: Any) -> None:
-        """Run a callback (not while the app updates its own controls); bad input becomes a red message."""
+        """Run a callback (not while the app updates its own controls); bad input becomes a red message.
+
+        Any other exception is a bug: it is shown in the status line too, then raised again, because
+        ipywidgets logs a slider's or upload's callback error to the kernel log only, out of the user's sight.
+        """
         if self._busy:
             return
         self._busy = True
@@ -240,6 +244,10 @@ class LocalizationApp:
             fn(*args)
         except INPUT_ERRORS as exc:
             self.status.value = message(exc)
+        except Exception as exc:
+            self.status.value = message(f"unexpected {type(exc).__name__}: {exc} (a bug in mnadlib, please report it; "
+                                        "the traceback is in the kernel's log)")
+            raise
         finally:
             self._busy = False
 

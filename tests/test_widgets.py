@@ -150,6 +150,21 @@ def test_app_drives_headless_and_shows_bad_input(data, ckpt, tmp_path, tiny_chec
     assert "pass --size 64 64" in wrong.status.value and wrong.session is None
 
 
+def test_an_unexpected_error_in_a_callback_is_shown_not_only_logged(data, ckpt, tmp_path, monkeypatch):
+    app = LocalizationApp(ckpt, data, out_dir=tmp_path)
+
+    def broken(*_):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("mnadlib.widgets.frame_view", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        app.frame.value = app.frame.max
+    assert "unexpected RuntimeError: boom" in app.status.value and "#c62828" in app.status.value
+    monkeypatch.undo()
+    app.frame.value = app.frame.min  # the app still answers
+    assert app.images["frame"].value
+
+
 def test_fork_mode_in_the_app_is_the_metrics_tables_fork(session):
     res = settings(session, "error", "fork", 0.05, 200, 0.6, largest_only=False)
     assert all(getattr(res.cfg, k) == getattr(FORK, k) for k in FORK_FIELDS)
