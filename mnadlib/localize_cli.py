@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
             raise LocalizeError("--metrics needs --data ROOT/DATASET and --checkpoint CKPT")
         if args.out:
             check_writable(args.out, "--out")
-        model, items, size = load_model(args.checkpoint, size)
+        model, items, size = load_model(args.checkpoint, size, args.device)
         table = localization_metrics(model, items, args.data, size, progress=not args.quiet)
         print(format_table(table))
         if args.out:
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     normal = (list_videos(args.normal) if args.normal else
               FrameRange(source, *parse_range(args.normal_frames)) if args.normal_frames else None)
     if not args.fit_frames:
-        model, items, size = load_model(args.checkpoint, size)
+        model, items, size = load_model(args.checkpoint, size, args.device)
         _check_gif_frames(gif_frames, source, model.cfg.t_length)
         return _localize(args, source, model, items, dataclasses.replace(cfg, size=size), normal, masks, gif_frames)
     start, end = parse_range(args.fit_frames)
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     ckpt, held_out = fit_on_frames(source, start, end, Path(args.out) / "fit", args.fit_epochs, size,
                                    progress=not args.quiet)
     try:
-        model, items, size = load_model(ckpt)
+        model, items, size = load_model(ckpt, device=args.device)
         return _localize(args, source, model, items, dataclasses.replace(cfg, size=size),
                          held_out if normal is None else normal, masks, gif_frames)
     except (LocalizeError, ConfigError, DataError, CheckpointError, OSError) as exc:

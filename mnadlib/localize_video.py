@@ -67,7 +67,7 @@ class LocalizeConfig:
     size: tuple[int, int] | None = None  # model input (H, W); None = the checkpoint's training size
     th: float = 0.01  # test-time memory update below this point score (the authors' th)
     test_time_update: bool = True  # update memory with normal-looking frames, as Evaluate.py does
-    device: str = "auto"  # "auto", "cpu", "cuda", "mps"
+    device: str = "auto"  # "auto": score where the model is; "cpu", "cuda", "mps": the model must be there already
 
     def __post_init__(self) -> None:
         if self.map_kind not in VALID_RANGE:
@@ -167,9 +167,10 @@ def parse_threshold(text: str) -> float | str:
         return text
 
 
-def load_model(checkpoint: str | Path,
-               size: tuple[int, int] | None = None) -> tuple[MNAD, torch.Tensor | None, tuple[int, int]]:
-    """Our checkpoint and the (H, W) it was trained at; a different ``size`` is refused."""
+def load_model(checkpoint: str | Path, size: tuple[int, int] | None = None,
+               device: str = "cpu") -> tuple[MNAD, torch.Tensor | None, tuple[int, int]]:
+    """Our checkpoint's model on ``device`` ("auto": CUDA, then MPS, then CPU) and the (H, W) it was trained at;
+    a different ``size`` is refused."""
     ckpt = open_checkpoint(checkpoint)
     trained = ckpt.train_size
     size = _size(size) if size is not None else None
@@ -179,7 +180,7 @@ def load_model(checkpoint: str | Path,
     chosen = size or trained
     if chosen is None:
         raise LocalizeError(f"{checkpoint} does not record its training size; pass --size H W")
-    return ckpt.model, ckpt.items, chosen
+    return ckpt.model.to(resolve_device(device)), ckpt.items, chosen
 
 
 def _u8(x: torch.Tensor) -> np.ndarray:
@@ -243,8 +244,7 @@ def _run(model: MNAD, items: torch.Tensor | None, source: FrameSource, size: tup
     if len(source) < model.cfg.t_length:
         raise LocalizeError(f"{source.path} has {len(source)} frames but the model needs at least "
                             f"t_length={model.cfg.t_length}")
-    model = model.to(resolve_device(cfg.device))
-    ecfg = EvalConfig(alpha=cfg.alpha, th=cfg.th, size=size, test_time_update=cfg.test_time_update)
+    ecfg = EvalConfig(alpha=cfg.alpha, th=cfg.th, size=size, test_time_update=cfg.test_time_update, device=cfg.device)
     out: dict[str, list] = {k: [] for k in ("frames", "psnr", "dist", "preds", "targets", "dists")}
     steps = iter_frames(model, items, [source], ecfg)
     n = len(source) - model.cfg.t_length + 1
@@ -422,7 +422,8 @@ def localize(source: str | Path | FrameSource, model: MNAD, items: torch.Tensor 
     """Score and localize every frame of a video; ``normal`` calibrates thresholds and streaming scores.
 
     ``fps`` sets the frame rate of the segments' times and the written videos; None takes the video
-    file's header, else DEFAULT_FPS (a frame folder records none).
+    file's header, else DEFAULT_FPS (a frame folder records none). The model is left where it is and
+    scored there (``load_model(..., device)`` places it); a ``cfg.device`` other than "auto" must name that device.
     """
     check_fps(fps)
     if cfg.size is None:

@@ -253,7 +253,7 @@ class LocalizationApp:
 
     def _load_model(self, checkpoint: str | Path, size: tuple[int, int] | None) -> None:
         """Load the checkpoint (refusing another size) and calibrate on the dataset's training split."""
-        model, items, s = load_model(checkpoint, size)
+        model, items, s = load_model(checkpoint, size, self.cfg.device)  # the app's own model: on cfg's device
         if items is None:  # no memory, no memory map to offer
             if self.cfg.map_kind == "memory":
                 raise LocalizeError(f"map kind 'memory' needs a model with memory; {checkpoint} has none")

@@ -94,7 +94,7 @@ from IPython.display import Image, display
 from mnadlib import pipeline
 from mnadlib.localize_eval import FORK_NAME, OURS_NAME, format_table, localization_metrics
 from mnadlib.localize_video import LocalizeConfig, parse_threshold
-from mnadlib.train import seed_everything
+from mnadlib.train import resolve_device, seed_everything
 from mnadlib.widgets import LocalizationApp, curve_png, frame_view
 
 seed_everything(seed)
@@ -158,7 +158,7 @@ print(f"{session.source.name}: frame {shown}, regularity {res.regularity[res.ind
 # %%
 table = {}
 if metrics:
-    loaded = pipeline.load_model(ckpt, None)  # pred or recon: localization takes either
+    loaded = pipeline.load_model(ckpt, None, device=resolve_device("auto"))  # pred or recon: localization takes either
     table = localization_metrics(loaded.model, loaded.items, data.path, loaded.size)
     print(format_table(table))
 

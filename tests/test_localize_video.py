@@ -8,6 +8,7 @@ MNADLIB_VTEST to another copy) and on a generated video when that file is absent
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import re
@@ -21,7 +22,7 @@ import torch
 from mnadlib import synth
 from mnadlib.checkpoint import save_checkpoint
 from mnadlib.cli import main
-from mnadlib.config import ModelConfig
+from mnadlib.config import ConfigError, ModelConfig
 from mnadlib.data import list_videos, load_masks, split_dir
 from mnadlib.frames import DataError, FrameSource, frames_to_video, open_source
 from mnadlib.localize import LocalizeError
@@ -113,6 +114,17 @@ def test_streaming_needs_normal_frames_and_offline_does_not(setup):
     assert np.allclose(off.regularity, regularity(off.psnr, off.dist, 0.6))
     stream = relocalize(res, alpha=1.0)
     assert stream.flags.tolist() == (stream.regularity < stream.frame_threshold).tolist()
+
+
+def test_localize_leaves_the_callers_model_where_it_is(setup, ckpt, monkeypatch):
+    model, items, normal, video, res = setup
+    monkeypatch.setattr(localize_video, "resolve_device", lambda _: torch.device("meta"))  # "auto" would mean a GPU
+    again = localize(video, model, items, dataclasses.replace(res.cfg, device="auto"), normal=normal, progress=False)
+    assert {p.device.type for p in model.parameters()} == {"cpu"} and np.array_equal(again.psnr, res.psnr)
+    with pytest.raises(ConfigError, match="move it first"):
+        localize(video, model, items, dataclasses.replace(res.cfg, device="meta"), normal=normal, progress=False)
+    monkeypatch.undo()
+    assert {p.device.type for p in load_model(ckpt, device="cpu")[0].parameters()} == {"cpu"}
 
 
 @pytest.mark.parametrize("bad", [dict(map_kind="depth"), dict(threshold="median"), dict(threshold=1.5),
