@@ -18,6 +18,7 @@ video files are read directly with OpenCV (:mod:`mnadlib.frames`). Layouts under
 from __future__ import annotations
 
 import os
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterable
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .frames import (IMAGE_EXTS, VIDEO_EXTS, DataError, FrameFolder, FrameSource, check_links, media_files, natural_key,
+from .frames import (IMAGE_EXTS, JPEG_EXTS, VIDEO_EXTS, DataError, FrameFolder, FrameSource, check_links, media_files, natural_key,
                      open_source)
 
 # Published facts of the real datasets; validate_layout reports departures as warnings.
@@ -272,16 +273,28 @@ def read_npy(path: Path, what: str) -> np.ndarray:
 
 
 def _mask_stack(files: list[Path]) -> np.ndarray:
-    """Image masks as bool (T, H, W), nonzero = anomalous; 16-bit masks keep their depth, so a 0/1 mask stays one."""
+    """Image masks as bool (T, H, W), nonzero = anomalous; 16-bit masks keep their depth, so a 0/1 mask stays one.
+
+    JPEG masks are lossy: compression leaves faint non-zero pixels around every region, which would
+    grow it, so there a pixel is anomalous from half the video's brightest mask value up (at least 1);
+    dim JPEG masks (0/1 values) are distorted beyond repair, which a warning says.
+    """
     masks = []
     for f in files:
         m = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
         if m is None:
             raise DataError(f"cannot read mask image {f}; the file is empty or corrupt")
-        masks.append(m != 0)
+        masks.append(m)
     if len({m.shape for m in masks}) > 1:
         raise DataError(f"mask images in {files[0].parent} have different sizes")
-    return np.stack(masks)
+    stack = np.stack(masks)
+    if not any(f.suffix.lower() in JPEG_EXTS for f in files):
+        return stack != 0
+    peak = int(stack.max())
+    if 0 < peak < 128:
+        warnings.warn(f"the JPEG masks in {files[0].parent} reach only {peak}: JPEG compression blurs masks of small "
+                      "values such as 0 and 1 (regions shrink or vanish); save them as PNG", stacklevel=3)
+    return stack >= max(1, peak / 2)
 
 
 def load_masks(dataset_root_or_mask_path: str | os.PathLike, video: FrameSource) -> np.ndarray | None:

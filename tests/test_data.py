@@ -328,6 +328,24 @@ def test_masks_our_layout(ds):
         load_masks(ds, video)
 
 
+def test_jpeg_masks_do_not_grow_with_compression_noise(ds):
+    video = list_videos(split_dir(ds, "testing"))[2]
+    folder = ds / "testing" / "masks" / "03"
+    folder.mkdir(parents=True)
+    truth = np.zeros((4, H, W), bool)
+    truth[1, 5:17, 9:22] = truth[2, 3:9, 30:37] = True
+    for k in range(4):
+        cv2.imwrite(str(folder / f"{k:03d}.jpg"), truth[k] * np.uint8(255), [cv2.IMWRITE_JPEG_QUALITY, 75])
+    assert (cv2.imread(str(folder / "001.jpg"), cv2.IMREAD_GRAYSCALE) != 0).sum() > truth[1].sum()  # the noise
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(load_masks(ds, video), truth)
+    for k in range(4):  # 0/1 masks, which JPEG damages beyond repair: a warning says so
+        cv2.imwrite(str(folder / f"{k:03d}.jpg"), truth[k].astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    with pytest.warns(UserWarning, match="JPEG compression blurs.*save them as PNG"):
+        assert load_masks(ds, video)[1].any()
+
+
 def test_masks_ucsd_gt_and_shanghaitech_npy(tmp_path):
     test = tmp_path / "UCSDped2" / "Test"
     write_frames(test / "Test001", 3, ext=".tif", start=1)
