@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .frames import (IMAGE_EXTS, JPEG_EXTS, VIDEO_EXTS, DataError, FrameFolder, FrameSource, check_links, media_files, natural_key,
-                     open_source)
+from .frames import (IMAGE_EXTS, JPEG_EXTS, OTHER_IMAGE_EXTS, VIDEO_EXTS, DataError, FrameFolder, FrameSource, check_links,
+                     media_files, natural_key, open_source)
 
 # Published facts of the real datasets; validate_layout reports departures as warnings.
 KNOWN_DATASETS: dict[str, dict] = {
@@ -82,7 +82,7 @@ def list_videos(path: str | os.PathLike) -> list[FrameSource]:
             if p.is_dir() and not p.name.endswith("_gt") and p.name not in _ANNOTATION_DIRS]
     files = [p for p in entries if p.is_file() and p.suffix.lower() in VIDEO_EXTS]
     if not dirs and not files:
-        if media_files(path, IMAGE_EXTS):
+        if media_files(path, IMAGE_EXTS + OTHER_IMAGE_EXTS):  # a folder of frames (FrameFolder refuses other formats)
             return [FrameFolder(path)]
         raise DataError(f"{path} holds no videos: expected one sub-folder of frames per video "
                         f"or video files ({', '.join(VIDEO_EXTS)})")

@@ -22,7 +22,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+OTHER_IMAGE_EXTS = (".gif", ".apng", ".avif", ".heic", ".heif", ".jxl", ".jp2", ".ppm", ".pgm", ".pnm", ".tga", ".exr")
+# images that OpenCV reads on some builds only, or only their first frame (an animated GIF): refused, never skipped
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm")
 
 
@@ -137,6 +139,12 @@ class FrameFolder(FrameSource):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, path.name)
+        other = media_files(path, OTHER_IMAGE_EXTS)
+        if other:
+            ext, more = other[0].suffix, f" (and {len(other) - 1} more)" if len(other) > 1 else ""
+            raise DataError(f"{other[0]}{more} is a {ext} image, which mnadlib does not read as a frame (frames are "
+                            f"{', '.join(IMAGE_EXTS)}): convert such frames to PNG (e.g. mogrify -format png *{ext}) "
+                            "and remove the originals; an animated GIF is a video: ffmpeg -i IN.gif OUT.mp4")
         self.files = media_files(path, IMAGE_EXTS)
         if not self.files:
             subdirs = sorted(p.name for p in path.iterdir() if p.is_dir())
@@ -302,6 +310,10 @@ def open_source(path: str | os.PathLike) -> FrameSource:
         return FrameFolder(path)
     if path.is_file() and path.suffix.lower() in VIDEO_EXTS:
         return VideoFile(path)
+    if path.is_file() and path.suffix.lower() in IMAGE_EXTS + OTHER_IMAGE_EXTS:
+        raise DataError(f"{path} is an image, not a video: give a video file ({', '.join(VIDEO_EXTS)}) or the folder "
+                        "of a video's frames" + (" (an animated GIF converts with ffmpeg -i IN.gif OUT.mp4)"
+                                                 if path.suffix.lower() == ".gif" else ""))
     if path.is_file():
         raise DataError(f"{path} is neither a frame folder nor a video file "
                         f"(expected one of {', '.join(VIDEO_EXTS)})")

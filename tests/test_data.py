@@ -417,6 +417,23 @@ def test_error_the_same_frame_number_twice(tmp_path, names):
     assert len(open_source(folder)) == 2
 
 
+def test_webp_frames_are_read_and_gif_frames_are_named_not_skipped(tmp_path):
+    webp = write_frames(tmp_path / "webp", 3, ext=".webp")
+    assert len(open_source(webp)) == 3 and open_source(webp).read(2).shape == (H, W, 3) and list_videos(webp)
+    mixed = write_frames(tmp_path / "mixed", 3)
+    Image.fromarray(frame(3)).save(mixed / "003.gif")  # would be skipped: a video one frame short
+    with pytest.raises(DataError, match=r"003\.gif is a \.gif image, .*convert such frames to PNG"):
+        open_source(mixed)
+    gifs = tmp_path / "gifs"
+    gifs.mkdir()
+    for k in range(3):
+        Image.fromarray(frame(k)).save(gifs / f"{k:03d}.gif")
+    with pytest.raises(DataError, match=r"000\.gif \(and 2 more\) is a \.gif image"):
+        list_videos(gifs)
+    with pytest.raises(DataError, match="is an image, not a video.*ffmpeg -i IN.gif OUT.mp4"):
+        open_source(gifs / "000.gif")
+
+
 def test_error_frames_of_different_sizes(tmp_path):
     folder = write_frames(tmp_path / "v", 3)
     cv2.imwrite(str(folder / "001.png"), frame(1, h=H + 8))
