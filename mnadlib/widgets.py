@@ -32,8 +32,8 @@ from .frames import VideoFile
 from .localize import VALID_RANGE, LocalizeError
 from .localize_eval import FORK
 from .localize_output import mask_boxes, panels, regularity_figure, write_boxes, write_video
-from .localize_video import (LocalizeConfig, LocalizeResult, NormalReference, check_fps, fit_normal, leading_frames,
-                             load_model, localize, relocalize)
+from .localize_video import (FEW_CALIBRATION_FRAMES, LocalizeConfig, LocalizeResult, NormalReference, check_fps,
+                             fit_normal, leading_frames, load_model, localize, relocalize)
 from .scoring import ScoreError
 
 INPUT_ERRORS = (LocalizeError, DataError, CheckpointError, ConfigError, ScoreError, FileNotFoundError, OSError)
@@ -300,7 +300,11 @@ class LocalizationApp:
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        self._start(session, f"loaded upload {path.name}", folder)
+        scored = len(session.base.normal.psnr)
+        few = (f"; only {scored} scored frames, so the thresholds are rough: upload a longer video"
+               if scored < FEW_CALIBRATION_FRAMES else "")
+        self._start(session, f"loaded upload {path.name}; thresholds calibrated on its first "
+                             f"{scored + self.model.cfg.t_length - 1} frames, assumed normal{few}", folder)
         self.video.value = None  # so that choosing the test video shown before loads it again
 
     def _apply(self) -> None:

@@ -237,6 +237,7 @@ def test_an_upload_of_the_same_name_leaves_the_shown_one_alone_and_uploads_are_r
     _upload(app, "clip.avi", frames, tmp_path / "long.avi")
     shown = app.session.source.path
     assert "loaded upload clip.avi" in app.status.value and shown.is_file()
+    assert "calibrated on its first 6 frames, assumed normal; only 2 scored frames" in app.status.value
     _upload(app, "clip.avi", frames[:3], tmp_path / "short.avi")
     assert "has 3 frames" in app.status.value
     app.status.value = ""
