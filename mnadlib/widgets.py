@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import io
+import math
 import shutil
 import tempfile
 import weakref
@@ -39,6 +40,7 @@ from .scoring import ScoreError
 INPUT_ERRORS = (LocalizeError, DataError, CheckpointError, ConfigError, ScoreError, FileNotFoundError, OSError)
 THRESHOLD_CHOICES = ("calibrated", "otsu", "fork", "fixed")
 FORK_FIELDS = ("map_kind", "threshold", "min_area", "largest_only", "smooth_sigma", "open_close")  # what 'fork' sets
+GIF_MAX_FRAMES = 300  # the app's GIF export keeps every k-th frame beyond this (~125 KB and 0.25 s a frame at 240 px)
 SLIDER_RANGE = {"error": (1e-4, 1.0), "ssim": (1e-3, 1.0), "memory": (1e-5, 4.0)}  # log-slider bounds per map kind
 
 
@@ -345,7 +347,9 @@ class LocalizationApp:
         self.curve.value = curve_png(self.session, self.frame.value)
 
     def _export(self, what: str) -> None:
-        """Export the current result and say where it went."""
+        """Export the current result and say where it went; a GIF of a long video holds every k-th frame only."""
         if self.session is None:
             raise LocalizeError("load a video first")
-        self.status.value = message(f"wrote {export(self.session, self.out_dir, what)}", ok=True)
+        every = math.ceil(len(self.session.result.frames) / GIF_MAX_FRAMES) if what == "gif" else 1
+        path = export(self.session, self.out_dir, what, every)
+        self.status.value = message(f"wrote {path}" + (f" (one scored frame in {every})" if every > 1 else ""), ok=True)

@@ -29,8 +29,9 @@
 # kind, threshold, minimum region area and `alpha` (the PSNR weight of the regularity score,
 # Eq. 12). Panels: the frame with predicted boxes (ground truth in green), the prediction, the heat
 # map, and the regularity curve with the current frame marked and the ground truth shaded. Export
-# buttons write an annotated MP4/GIF and the boxes as CSV/JSON. An uploaded video is calibrated on
-# its own first quarter, which must be normal.
+# buttons write an annotated MP4/GIF (the GIF of a video over 300 scored frames keeps every k-th, to
+# stay small) and the boxes as CSV/JSON. An uploaded video is calibrated on its own first quarter,
+# which must be normal.
 #
 # Below the app, one frame is rendered statically and the localization metrics of the fork's mode
 # and ours are computed, so a headless run (papermill, nbval) shows and checks something.

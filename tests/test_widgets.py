@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mnadlib import synth
+from mnadlib import synth, widgets
 from mnadlib.config import ConfigError
 from mnadlib.data import DataError, list_videos, open_source, split_dir
 from mnadlib.localize import LocalizeError
@@ -264,3 +264,15 @@ def test_a_model_without_memory_is_offered_no_memory_map(data, tmp_path):
     assert tuple(app.kind.options) == ("ssim", "error") and "loaded 01" in app.status.value
     refused = LocalizationApp(nomem, data, out_dir=tmp_path, cfg=LocalizeConfig(map_kind="memory"))
     assert "needs a model with memory" in refused.status.value and refused.session is None
+
+
+def test_the_apps_gif_of_a_long_video_keeps_every_kth_frame(data, ckpt, tmp_path, monkeypatch):
+    import imageio.v2 as imageio
+
+    monkeypatch.setattr(widgets, "GIF_MAX_FRAMES", 4, raising=False)
+    app = LocalizationApp(ckpt, data, out_dir=tmp_path)
+    scored = len(app.session.result.frames)
+    app._guard(app._export, "gif")
+    every = -(-scored // 4)
+    assert f"one scored frame in {every})" in app.status.value
+    assert len(imageio.mimread(tmp_path / "01_annotated.gif")) == len(range(0, scored, every)) <= 4
