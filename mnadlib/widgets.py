@@ -71,10 +71,10 @@ def open_session(video: str | Path | FrameSource, model: torch.nn.Module, items:
     if len(src) < need + 1:
         raise LocalizeError(f"{src.path} has {len(src)} frames; the model needs at least {need + 1} "
                             f"(t_length={need} to predict one frame)")
+    masks = load_masks(masks_root, src) if masks_root is not None else None  # before the model runs: masks fail fast
     if normal is None:
         normal = fit_normal(model, items, leading_frames(src, need, normal_fraction), cfg)
     res = localize(src, model, items, cfg, normal=normal, progress=False, fps=fps)
-    masks = load_masks(masks_root, src) if masks_root is not None else None
     return Session(src, res, res, masks)
 
 
@@ -287,7 +287,12 @@ class LocalizationApp:
         if self.model is None or not name:
             return
         src = next(v for v in list_videos(split_dir(self.root, "testing")) if v.name == name)
-        self._start(open_session(src, self.model, self.items, self.cfg, self.normal, self.root, fps=self.fps), f"loaded {name}")
+        try:
+            session = open_session(src, self.model, self.items, self.cfg, self.normal, self.root, fps=self.fps)
+        except BaseException:  # the list names the video on show again, so that choosing this one retries it
+            self.video.value = None if self.session is None or self._upload is not None else self.session.source.name
+            raise
+        self._start(session, f"loaded {name}")
 
     def _load_upload(self, value: Any) -> None:
         """Localize an uploaded video, calibrated on its own first quarter."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -276,3 +277,15 @@ def test_the_apps_gif_of_a_long_video_keeps_every_kth_frame(data, ckpt, tmp_path
     every = -(-scored // 4)
     assert f"one scored frame in {every})" in app.status.value
     assert len(imageio.mimread(tmp_path / "01_annotated.gif")) == len(range(0, scored, every)) <= 4
+
+
+def test_a_test_video_that_fails_to_load_can_be_chosen_again(data, ckpt, tmp_path):
+    root = Path(shutil.copytree(data, tmp_path / "data"))
+    masks = root / "testing" / "masks" / "02"
+    spare = sorted(masks.iterdir())[-1].rename(tmp_path / "spare.png")
+    app = LocalizationApp(ckpt, root, out_dir=tmp_path)
+    app.video.value = "02"
+    assert "masks but video 02" in app.status.value and app.video.value == "01" and app.session.source.name == "01"
+    spare.rename(masks / spare.name)
+    app.video.value = "02"
+    assert "loaded 02" in app.status.value and app.session.source.name == "02"
