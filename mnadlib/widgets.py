@@ -67,13 +67,15 @@ def open_session(video: str | Path | FrameSource, model: torch.nn.Module, items:
     ``fps`` is the footage's frame rate for the exports and times (None: the file's, else 25).
     """
     src = video if isinstance(video, FrameSource) else open_source(video)
-    need = model.cfg.t_length
-    if len(src) < need + 1:
-        raise LocalizeError(f"{src.path} has {len(src)} frames; the model needs at least {need + 1} "
-                            f"(t_length={need} to predict one frame)")
+    t = model.cfg.t_length
+    need = t + (normal is None)  # calibrating on the video's own frames takes two scored frames
+    if len(src) < need:
+        raise LocalizeError(f"{src.path} has {len(src)} frame(s); this model needs at least {need}: a clip of "
+                            f"t_length={t} frames scores one" + ("" if normal else ", and calibrating on the video's "
+                                                                  "own frames takes two scored frames"))
     masks = load_masks(masks_root, src) if masks_root is not None else None  # before the model runs: masks fail fast
     if normal is None:
-        normal = fit_normal(model, items, leading_frames(src, need, normal_fraction), cfg)
+        normal = fit_normal(model, items, leading_frames(src, t, normal_fraction), cfg)
     res = localize(src, model, items, cfg, normal=normal, progress=False, fps=fps)
     return Session(src, res, res, masks)
 

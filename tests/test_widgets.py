@@ -107,8 +107,12 @@ def test_out_of_range_threshold_and_short_video_are_refused(session, data, ckpt,
     for i in range(4):
         cv2.imwrite(str(short / f"{i}.png"), np.zeros((40, 40, 3), np.uint8))
     model, items, size = load_model(ckpt)
-    with pytest.raises(LocalizeError, match="at least"):
+    with pytest.raises(LocalizeError, match=r"has 4 frame\(s\); this model needs at least 6: a clip of t_length=5 "
+                                            "frames scores one, and calibrating"):
         open_session(open_source(short), model, items, LocalizeConfig(size=size))
+    cv2.imwrite(str(short / "4.png"), np.zeros((40, 40, 3), np.uint8))  # t_length frames: one scored, against normal
+    one = open_session(open_source(short), model, items, LocalizeConfig(size=size), session.base.normal)
+    assert list(one.base.frames) == [4]
 
 
 def test_upload_round_trip_and_garbage(tmp_path, data):
@@ -240,7 +244,7 @@ def test_an_upload_of_the_same_name_leaves_the_shown_one_alone_and_uploads_are_r
     assert "loaded upload clip.avi" in app.status.value and shown.is_file()
     assert "calibrated on its first 6 frames, assumed normal; only 2 scored frames" in app.status.value
     _upload(app, "clip.avi", frames[:3], tmp_path / "short.avi")
-    assert "has 3 frames" in app.status.value
+    assert "has 3 frame(s)" in app.status.value
     app.status.value = ""
     app.frame.value = app.frame.max  # the upload on show still decodes
     assert app.session.source.path == shown and app.status.value == "" and len(open_source(shown)) == len(frames)
