@@ -30,7 +30,8 @@
 # **Paths.** Every path is a parameter and must be absolute; `out_dir` left empty is
 # `<system temp dir>/mnadlib-runs/default`, shared with the other notebooks. With no `checkpoint`,
 # the notebook uses `<out_dir>/train/<method>_mem/model.pt`, or, on synthped with `pred`, the
-# committed `weights/mnad_pred_synthped_cpu.pt`.
+# committed `weights/mnad_pred_synthped_cpu.pt`. The authors' pickles (`original_model` +
+# `original_keys`, as in 03) replace the checkpoint, so the figures show the model 03 scored.
 
 # %%
 import sys
@@ -53,6 +54,9 @@ if "google.colab" in sys.modules:  # Colab only: install mnadlib from a git URL 
 # %% tags=["parameters"]
 method: str = "pred"  # what the checkpoint holds: pred or recon
 checkpoint: str = ""  # absolute path of our model.pt; empty: <out_dir>/train/<method>_mem/model.pt or the committed weights
+original_model: str = ""  # absolute path of the authors' (or MNADrc's) model.pth, plain or .gz; used with original_keys, instead of checkpoint
+original_keys: str = ""  # absolute path of the matching keys.pt, plain or .gz
+original_size: int = 256  # square input size the authors' pickles run at (the paper: 256)
 alpha: float = -1.0  # weight of PSNR in the regularity score; negative: the paper's (0.6 pred, 0.7 recon)
 th: float = 0.01  # test-time memory update when a frame's point score is below this (the paper: 0.01)
 examples: int = 3  # example frames: the lowest-scored anomalous frames and the most normal-looking one; 0: none
@@ -69,7 +73,8 @@ out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib-runs/
 # %%
 from mnadlib.pipeline import check_params
 
-params = check_params(globals(), paths=("data_root", "out_dir"), existing=("checkpoint", "labels"))
+params = check_params(globals(), paths=("data_root", "out_dir"),
+                      existing=("checkpoint", "original_model", "original_keys", "labels"))
 for name in ("examples", "tsne_frames", "show_videos"):
     if params[name] < 0:
         raise ValueError(f"{name} must be 0 or more, got {params[name]}")
@@ -89,7 +94,8 @@ t0 = time.time()
 
 # %%
 run = pipeline.run_folder(out_dir)
-main = pipeline.load_model(pipeline.resolve_checkpoint(checkpoint, method, run, dataset), method, device=resolve_device(device))
+ckpt = None if original_model else pipeline.resolve_checkpoint(checkpoint, method, run, dataset)
+main = pipeline.load_model(ckpt, method, original_model, original_keys, resolve_device(device), original_size)
 ds = pipeline.prepare_dataset(Path(data_root) if data_root else run.data, dataset, generate=not data_root, labels=labels)
 alpha = alpha if alpha >= 0 else preset("paper", method).eval.alpha
 cfg = pipeline.eval_config(alpha, main.size, update=True, device=device, th=th)

@@ -182,6 +182,24 @@ def test_03_reproduces_the_authors_auc_with_their_pickles(tmp_path: Path, parity
     assert main["frame_auc"] == pytest.approx(float(rec["auc"]), abs=1e-12)
 
 
+def test_05_draws_the_figures_of_the_authors_pickles(tmp_path: Path, parity: Path) -> None:
+    """05 takes 03's original_model parameters, so its figures show the model 03 scored, not the run's own."""
+    import json
+
+    import numpy as np
+
+    rec = np.load(parity / "pred" / "evaluate_loop.npz")
+    params = {"method": "pred", "original_model": str(parity / "pred" / "model.pth.gz"),
+              "original_keys": str(parity / "pred" / "keys.pt.gz"), "original_size": 64, "th": float(rec["th"]),
+              "dataset": "tiny_ucsd", "data_root": str(parity), "labels": str(parity / "tiny_ucsd" / "frame_labels_tiny.npy"),
+              "examples": 1, "tsne_frames": 2, "svg": False, "device": "cpu", "out_dir": str(tmp_path / "run")}
+    papermill.execute_notebook(str(NOTEBOOK_DIR / "05_result_figures.ipynb"), str(tmp_path / "05.ipynb"), parameters=params,
+                               progress_bar=False, kernel_manager_class=current_python_kernel())
+    out = json.loads((tmp_path / "run" / "results" / "05_result_figures.json").read_text())
+    assert out["checkpoint"] == f"{params['original_model']} + {params['original_keys']}"
+    assert out["frame_auc"] == pytest.approx(float(rec["auc"]), abs=1e-12)
+
+
 def test_default_out_dir_does_not_shadow_the_package(tmp_path: Path) -> None:
     # the notebooks' shared folder sits in the temp dir; named "mnadlib/", it turned `python -m mnadlib` run
     # from there into an empty namespace package (ImportError) for the editable install `make setup` makes
