@@ -380,6 +380,23 @@ def table1_columns(dataset: str) -> tuple[str, ...]:
     return ("source", "method", *PAPER_TABLE1["pred"], *(() if column in PAPER_TABLE1["pred"] else (column,)))
 
 
+def same_test_set(result: Mapping[str, Any], labels: Mapping[str, np.ndarray]) -> bool:
+    """Whether an evaluation's JSON scored exactly these test videos, with these frame labels at the frames it scored.
+
+    Another run's ``eval_*.json`` left in a shared run folder (another dataset or label file) must not be drawn as this one's.
+    """
+    videos = result.get("videos") or {}
+    if set(videos) != set(labels):
+        return False
+    for name, rec in videos.items():
+        frames, label = rec.get("frames") or [], rec.get("label")
+        if label is None or len(label) != len(frames) or any(f >= len(labels[name]) for f in frames):
+            return False
+        if np.asarray(labels[name])[frames].tolist() != list(label):
+            return False
+    return True
+
+
 def pick_examples(result: EvalResult, n: int = 3) -> list[tuple[str, int]]:
     """(video, frame) of the lowest-scored anomalous frames, one per video, and of the highest-scored normal frame."""
     anomalous, normal = [], []

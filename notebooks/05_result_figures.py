@@ -22,7 +22,8 @@
 #
 # * the regularity score of each test video with the ground-truth anomalous frames shaded (Fig. 5);
 # * ROC curves of the model under the paper's protocol, with PSNR alone and with the patch-level
-#   error, plus every other variant that 03 evaluated in this run folder;
+#   error, plus every other variant that 03 evaluated in this run folder on the same test videos
+#   and labels (an evaluation of other data, left by an earlier run in a shared folder, is left out);
 # * example frames with the prediction and its squared-error map (Fig. 4);
 # * a t-SNE of the queries coloured by their nearest memory item (Fig. 6);
 # * training curves of the variants trained in this run folder, and the memory-item usage.
@@ -101,11 +102,12 @@ alpha = alpha if alpha >= 0 else preset("paper", method).eval.alpha
 cfg = pipeline.eval_config(alpha, main.size, update=True, device=device, th=th)
 variant = pipeline.variant_name(method, main.items is not None)
 videos = ds.videos("testing")
+frame_labels = ds.test_labels(videos)
 figures = []
 print(f"model: {main.source}\ndata:  {ds.path}\nfigures: {run.figures}")
 
 # %%
-result = evaluate(main.model, main.items, videos, cfg, ds.test_labels(videos))
+result = evaluate(main.model, main.items, videos, cfg, frame_labels)
 print(f"frame AUC {100 * result.auc:.2f}%  macro AUC {100 * result.macro_auc:.2f}%")
 
 # %% [markdown]
@@ -122,8 +124,13 @@ curves = {f"{variant}, paper protocol": viz.result_curve(result),
           f"{variant}, PSNR only": viz.result_curve(result, rescore(result, 1.0)[0]),
           f"{variant}, patch-level error": viz.result_curve(result, rescore(result, alpha, error="patch")[0])}
 for path in sorted(run.results.glob("eval_*.json")):
-    if path.stem != f"eval_{variant}":
-        curves[f"{path.stem[5:]}, paper protocol"] = viz.result_curve(json.loads(path.read_text()))
+    if path.stem == f"eval_{variant}":
+        continue
+    other = json.loads(path.read_text())
+    if pipeline.same_test_set(other, frame_labels):
+        curves[f"{path.stem[5:]}, paper protocol"] = viz.result_curve(other)
+    else:
+        print(f"left out of the ROC: {path} scored other test videos or labels than {ds.path} (an earlier run's)")
 figures += viz.save_and_display(viz.roc_curves(curves), run.figures / "05_roc", svg)
 
 # %% [markdown]
@@ -165,7 +172,8 @@ if main.history and main.items is not None:
 
 # %%
 out = run.write_json("05_result_figures", {"params": params, "checkpoint": main.source, "frame_auc": result.auc,
-                                           "figures": figures, "wall_s": round(time.time() - t0, 1)})
+                                           "roc_curves": list(curves), "figures": figures,
+                                           "wall_s": round(time.time() - t0, 1)})
 print(f"wrote {out}")
 for f in figures:
     print(" ", f)

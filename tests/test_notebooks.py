@@ -193,11 +193,14 @@ def test_05_draws_the_figures_of_the_authors_pickles(tmp_path: Path, parity: Pat
               "original_keys": str(parity / "pred" / "keys.pt.gz"), "original_size": 64, "th": float(rec["th"]),
               "dataset": "tiny_ucsd", "data_root": str(parity), "labels": str(parity / "tiny_ucsd" / "frame_labels_tiny.npy"),
               "examples": 1, "tsne_frames": 2, "svg": False, "device": "cpu", "out_dir": str(tmp_path / "run")}
+    stale = {"videos": {"01": {"frames": [4, 5], "score": [0.2, 0.9], "label": [1, 0]}}}  # another dataset's evaluation
+    pipeline.write_json(tmp_path / "run" / "results" / "eval_pred_nomem.json", stale)
     papermill.execute_notebook(str(NOTEBOOK_DIR / "05_result_figures.ipynb"), str(tmp_path / "05.ipynb"), parameters=params,
                                progress_bar=False, kernel_manager_class=current_python_kernel())
     out = json.loads((tmp_path / "run" / "results" / "05_result_figures.json").read_text())
     assert out["checkpoint"] == f"{params['original_model']} + {params['original_keys']}"
     assert out["frame_auc"] == pytest.approx(float(rec["auc"]), abs=1e-12)
+    assert out["roc_curves"] == ["pred_mem, paper protocol", "pred_mem, PSNR only", "pred_mem, patch-level error"]
 
 
 def test_default_out_dir_does_not_shadow_the_package(tmp_path: Path) -> None:

@@ -470,6 +470,21 @@ def test_pick_examples_and_tables() -> None:
     assert pipeline.table1_columns("UCSDped2") == pipeline.table1_columns("ped2") == ("source", "method", "ped2", "avenue", "shanghai")
 
 
+def test_same_test_set_tells_an_evaluation_of_these_labels_from_another_runs() -> None:
+    labels = {"01": np.array([0, 0, 0, 0, 0, 1, 1]), "02": np.array([1, 0, 0, 0, 0, 0])}
+    pred = {"videos": {"01": {"frames": [4, 5, 6], "label": [0, 1, 1]}, "02": {"frames": [4, 5], "label": [0, 0]}}}
+    recon = {"videos": {"01": {"frames": list(range(7)), "label": labels["01"].tolist()},
+                        "02": {"frames": list(range(6)), "label": labels["02"].tolist()}}}
+    assert pipeline.same_test_set(pred, labels) and pipeline.same_test_set(recon, labels)
+    assert not pipeline.same_test_set({"videos": {"01": pred["videos"]["01"]}}, labels)  # a video missing
+    assert not pipeline.same_test_set({"videos": {**pred["videos"], "03": pred["videos"]["02"]}}, labels)
+    other = {"videos": {**pred["videos"], "01": {"frames": [4, 5, 6], "label": [1, 1, 1]}}}  # another label file
+    assert not pipeline.same_test_set(other, labels)
+    longer = {"videos": {**pred["videos"], "02": {"frames": [4, 5, 6], "label": [0, 0, 0]}}}  # a longer video
+    assert not pipeline.same_test_set(longer, labels)
+    assert not pipeline.same_test_set({"videos": {n: {**v, "label": None} for n, v in pred["videos"].items()}}, labels)
+
+
 def test_labels_are_found_under_the_papers_name_and_missing_ones_say_where_they_were_looked_for(tmp_path: Path) -> None:
     import numpy as np
 
