@@ -144,19 +144,24 @@ def example_frames(examples: Sequence[Any], titles: Sequence[str] | None = None,
     """One row per example: the real frame (mask outlined), the model's output and the squared-error map.
 
     An example is a ``FrameStep`` (``target``, ``output``) or a ``(target, output)`` pair of images.
+    The error maps share one colour scale, with a colour bar, so a normal frame's map reads as
+    darker than an anomaly's rather than each map stretched to its own maximum.
     """
-    fig = new_figure(7.5, 2.3 * len(examples))
-    for r, ex in enumerate(examples):
-        target, output = (ex.target, ex.output) if hasattr(ex, "target") else ex
-        real, pred = to_rgb(target), to_rgb(output)
-        err = ((real - pred) ** 2).mean(axis=-1) if real.ndim == 3 else (real - pred) ** 2
+    pairs = [(to_rgb(t), to_rgb(o)) for t, o in ((ex.target, ex.output) if hasattr(ex, "target") else ex for ex in examples)]
+    errs = [((real - pred) ** 2).mean(axis=-1) if real.ndim == 3 else (real - pred) ** 2 for real, pred in pairs]
+    vmax = max((float(e.max()) for e in errs), default=0.0) or 1.0
+    fig = new_figure(8.2, 2.3 * len(examples))
+    for r, (ex, (real, pred), err) in enumerate(zip(examples, pairs, errs)):
         label = titles[r] if titles else (f"video {ex.video} frame {ex.frame}" if hasattr(ex, "video") else f"example {r}")
         for c, (img, name) in enumerate(((real, "frame"), (pred, "prediction"), (err, "squared error"))):
             ax = fig.add_subplot(len(examples), 3, 3 * r + c + 1)
-            ax.imshow(img, cmap="inferno" if c == 2 else "gray", interpolation="nearest")
+            shown = ax.imshow(img, cmap="inferno" if c == 2 else "gray", interpolation="nearest",
+                              **({"vmin": 0.0, "vmax": vmax} if c == 2 else {}))
             if c == 0 and masks is not None and masks[r] is not None and np.asarray(masks[r]).any():
                 ax.contour(_resize_mask(np.asarray(masks[r]), img.shape[:2]), levels=[0.5], colors="red", linewidths=0.8)
-            ax.set_title(f"{label}: {name}" if c == 0 else name, fontsize=8)
+            if c == 2:
+                fig.colorbar(shown, ax=ax, shrink=0.85).ax.tick_params(labelsize=6)
+            ax.set_title(f"{label}: {name}" if c == 0 else f"{name} (pixels in [0, 1])" if c == 2 else name, fontsize=8)
             ax.set_axis_off()
     return fig
 

@@ -55,9 +55,19 @@ def test_example_frames_three_panels_per_row(kind: str) -> None:
     mask = np.zeros((32, 48), bool)
     mask[4:10, 4:10] = True
     fig = viz.example_frames([ex, ex], titles=["x", "y"], masks=[mask, None])
-    assert len(fig.get_axes()) == 6
+    assert len(fig.get_axes()) == 8  # three panels per row and the error map's colour bar
     err = fig.get_axes()[2].get_images()[0].get_array()
     assert err.shape == (16, 24) and float(err.max()) > 0
+
+
+def test_example_error_maps_share_one_colour_scale() -> None:
+    """A normal frame's small error must not be stretched to look like an anomaly's large one."""
+    target = torch.zeros(3, 16, 24)
+    fig = viz.example_frames([(target, target + 1.0), (target, target + 0.1)], titles=["anomalous", "normal"])
+    maps = [ax.get_images()[0] for ax in fig.get_axes() if ax.get_images() and ax.get_images()[0].get_cmap().name == "inferno"]
+    assert len(maps) == 2
+    assert maps[0].get_clim() == maps[1].get_clim() == (0.0, pytest.approx(0.25))
+    assert len(fig.get_axes()) == 8  # six panels and a colour bar beside each error map
 
 
 def test_to_rgb_flips_bgr_and_scales() -> None:
