@@ -212,19 +212,32 @@ def _colors(n: int) -> np.ndarray:
 _LOSSES = (("loss", "total loss"), ("pixel", "pixel MSE"), ("compactness", "compactness"), ("separateness", "separateness"))
 
 
+_MEMORY_LOSSES = ("compactness", "separateness")
+
+
 def training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]] | Sequence[Mapping[str, Any]]) -> Figure:
-    """Per-epoch losses (one panel per loss, one line per run) from one or several ``history.json`` lists."""
+    """Per-epoch losses (one panel per loss, one line per run) from one or several ``history.json`` lists.
+
+    Each run keeps its colour in every panel (the legend sits in the first). A run without memory
+    (compactness 0 at every epoch) has no memory losses, so it is left out of their panels rather
+    than drawn as a line at zero.
+    """
     runs = histories if isinstance(histories, Mapping) else {"run": histories}
+    colours = {name: f"C{i % 10}" for i, name in enumerate(runs)}
+    with_memory = {name for name, hist in runs.items() if any(h["compactness"] != 0 for h in hist)}
     fig = new_figure(3.2 * len(_LOSSES), 2.8)
     for k, (key, title) in enumerate(_LOSSES):
         ax = fig.add_subplot(1, len(_LOSSES), k + 1)
-        for name, hist in runs.items():
-            ax.plot([h["epoch"] for h in hist], [h[key] for h in hist], marker="o", ms=3, label=name)
-        if all(h[key] > 0 for hist in runs.values() for h in hist):
+        drawn = {name: hist for name, hist in runs.items() if key not in _MEMORY_LOSSES or name in with_memory}
+        for name, hist in drawn.items():
+            ax.plot([h["epoch"] for h in hist], [h[key] for h in hist], marker="o", ms=3, label=name, color=colours[name])
+        if not drawn:
+            ax.text(0.5, 0.5, "no run with memory", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+        elif all(h[key] > 0 for hist in drawn.values() for h in hist):
             ax.set_yscale("log")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(which="both", labelsize=7)  # a log axis within one decade labels its minor ticks
         if k == 0 and len(runs) > 1:
             ax.legend(fontsize=7)
     return fig

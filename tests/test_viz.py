@@ -100,6 +100,22 @@ def test_training_curves_and_memory_usage() -> None:
     assert [round(b.get_height(), 1) for b in bars] == [62.5, 0.0, 37.5]
 
 
+def test_training_curves_leave_a_run_without_memory_out_of_the_memory_losses() -> None:
+    """pred_nomem has no compactness or separateness; a line at zero there read as a perfect memory loss."""
+    def hist(compact: float) -> list[dict]:
+        return [{"epoch": e, "loss": 1.0 / e, "pixel": 0.5 / e, "compactness": compact / e, "separateness": compact}
+                for e in (1, 2)]
+    fig = viz.training_curves({"pred_mem": hist(0.1), "pred_nomem": hist(0.0), "recon_mem": hist(0.2)})
+    total, _, compactness, separateness = fig.get_axes()
+    assert [line.get_label() for line in compactness.get_lines()] == ["pred_mem", "recon_mem"]
+    assert [line.get_label() for line in separateness.get_lines()] == ["pred_mem", "recon_mem"]
+    assert compactness.get_yscale() == "log"
+    colour = {line.get_label(): line.get_color() for line in total.get_lines()}
+    assert all(line.get_color() == colour[line.get_label()] for line in compactness.get_lines())
+    only = viz.training_curves({"pred_nomem": hist(0.0)}).get_axes()[2]
+    assert not only.get_lines() and only.texts[0].get_text() == "no run with memory"
+
+
 def test_frames_with_masks_and_label_timeline() -> None:
     frames = [np.zeros((12, 18, 3), np.uint8)] * 3
     mask = np.zeros((12, 18), bool)
