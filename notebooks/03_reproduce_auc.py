@@ -120,7 +120,8 @@ result = evaluate(main.model, main.items, videos, cfg, frame_labels)
 eval_s = round(time.time() - t_eval, 1)
 variant = pipeline.variant_name(method, main.items is not None)
 result.write_json(run.results / f"eval_{variant}.json")
-print(f"frame AUC {100 * result.auc:.2f}%  macro AUC {100 * result.macro_auc:.2f}%  "
+macro_auc = result.to_dict()["macro_auc"]  # None (null in results.json, which has no NaN) when no video holds both classes
+print(f"frame AUC {100 * result.auc:.2f}%  macro AUC {'-' if macro_auc is None else f'{100 * macro_auc:.2f}%'}  "
       f"({sum(len(s.frames) for s in result.videos.values())} frames scored, "
       f"{sum(sum(s.updated) for s in result.videos.values())} memory updates, {eval_s} s)")
 
@@ -196,7 +197,7 @@ print(pipeline.format_table(by_size, ("visible_area", "frames", "frame_auc", "fr
 claims = {"min_auc": min_auc, "frame_auc": result.auc, "holds": result.auc >= min_auc}
 out = pipeline.write_results(run, {
     "params": params, "dataset": ds.path, "main": {"checkpoint": main.source, "variant": variant, "frame_auc": result.auc,
-                                                   "macro_auc": result.macro_auc, "eval_s": eval_s},
+                                                   "macro_auc": macro_auc, "eval_s": eval_s},
     "table1": table1, "ablation": rows, "prediction_quality": quality, "by_kind": by_kind, "by_size": by_size,
     "claims": claims,
     "wall_s": round(time.time() - t0, 1),

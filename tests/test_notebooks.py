@@ -182,6 +182,29 @@ def test_03_reproduces_the_authors_auc_with_their_pickles(tmp_path: Path, parity
     assert main["frame_auc"] == pytest.approx(float(rec["auc"]), abs=1e-12)
 
 
+def test_03_writes_a_macro_auc_without_a_video_of_both_classes_as_null(tmp_path: Path, parity: Path) -> None:
+    """One all-anomalous video among normal ones: a frame AUC, no macro AUC, and results.json stays valid JSON."""
+    import json
+
+    import numpy as np
+
+    from mnadlib.reproduce import summary
+
+    np.save(tmp_path / "labels.npy", np.r_[np.zeros(12), np.ones(14), np.zeros(10)].astype(int)[None])
+    params = {"method": "pred", "original_model": str(parity / "pred" / "model.pth.gz"),
+              "original_keys": str(parity / "pred" / "keys.pt.gz"), "original_size": 64, "dataset": "tiny_ucsd",
+              "data_root": str(parity), "labels": str(tmp_path / "labels.npy"), "ablation": False, "min_auc": 0.0,
+              "device": "cpu", "out_dir": str(tmp_path / "run")}
+    papermill.execute_notebook(str(NOTEBOOK_DIR / "03_reproduce_auc.ipynb"), str(tmp_path / "03.ipynb"), parameters=params,
+                               progress_bar=False, kernel_manager_class=current_python_kernel())
+
+    def no_nan(token: str) -> None:
+        raise AssertionError(f"results.json holds {token}, which is not JSON")
+    main = json.loads((tmp_path / "run" / "results.json").read_text(), parse_constant=no_nan)["main"]
+    assert main["macro_auc"] is None and 0 <= main["frame_auc"] <= 1
+    assert "macro AUC - (no test video holds both classes)" in summary(tmp_path / "run")
+
+
 def test_05_draws_the_figures_of_the_authors_pickles(tmp_path: Path, parity: Path) -> None:
     """05 takes 03's original_model parameters, so its figures show the model 03 scored, not the run's own."""
     import json
