@@ -97,9 +97,12 @@ def _per_video(result: Any) -> dict[str, dict[str, list]]:
 
 def score_curves(result: Any, scores: Mapping[str, Sequence[float]] | None = None, cols: int = 3,
                  max_videos: int = 0, title: str = "regularity score") -> Figure:
-    """Regularity score of each test video (the first ``max_videos``; 0 = all), ground-truth anomalous frames shaded."""
-    videos = _per_video(result)
-    videos = dict(list(videos.items())[:max_videos]) if max_videos > 0 else videos
+    """Regularity score of each test video (the first ``max_videos``; 0 = all), ground-truth anomalous frames shaded.
+
+    The title says when videos are left out, so a figure of 6 of Ped2's 12 videos does not read as all of them.
+    """
+    every = _per_video(result)
+    videos = dict(list(every.items())[:max_videos]) if max_videos > 0 else every
     rows, cols = _grid(len(videos), cols)
     fig = new_figure(3.6 * cols, 2.2 * rows)
     for k, (name, v) in enumerate(videos.items()):
@@ -111,8 +114,11 @@ def score_curves(result: Any, scores: Mapping[str, Sequence[float]] | None = Non
                 ax.axvspan(frames[a] - 0.5, frames[b - 1] + 0.5, color="tab:red", alpha=0.25, lw=0)
         ax.set_title(f"video {name}", fontsize=9)
         ax.set_xlabel("frame", fontsize=8)
+        if k % cols == 0:
+            ax.set_ylabel("score (high: normal)", fontsize=8)
         ax.tick_params(labelsize=7)
-    fig.suptitle(f"{title} (red: ground-truth anomalous frames)", fontsize=10)
+    shown = f", first {len(videos)} of {len(every)} test videos" if len(videos) < len(every) else ""
+    fig.suptitle(f"{title}{shown} (red: ground-truth anomalous frames)", fontsize=10)
     return fig
 
 

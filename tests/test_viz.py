@@ -31,6 +31,12 @@ def test_score_curves_one_panel_per_video_with_shading() -> None:
     assert all(len(ax.patches) == 1 for ax in axes)  # one anomalous run shaded per video
 
 
+def test_score_curves_say_when_videos_are_left_out() -> None:
+    assert "first 2 of 3 test videos" in viz.score_curves(_result(3), max_videos=2).get_suptitle()
+    assert "first" not in viz.score_curves(_result(3), max_videos=3).get_suptitle()
+    assert viz.score_curves(_result(3)).get_axes()[0].get_ylabel() == "score (high: normal)"
+
+
 def test_score_curves_accepts_json_form_and_rescored_scores() -> None:
     res = _result(2)
     scores = {name: np.ones(len(s.score)) for name, s in res.videos.items()}
