@@ -128,10 +128,11 @@ print(f"frame AUC {100 * result.auc:.2f}%  macro AUC {'-' if macro_auc is None e
 # %% [markdown]
 # ## Table 1: frame AUC (%), the paper's numbers and ours
 #
-# The paper's rows are copied from its Table 1 (MNAD with memory), not measured here.
+# The paper's rows are copied from its Table 1 (MNAD with memory), not measured here. A checkpoint
+# without memory is measured as `<method> (no memory)`, so it does not read as MNAD's row.
 
 # %%
-table1 = pipeline.table1({method: {dataset: round(100 * result.auc, 1)}})
+table1 = pipeline.table1({method if main.items is not None else f"{method} (no memory)": {dataset: round(100 * result.auc, 1)}})
 print(pipeline.format_table(table1, pipeline.table1_columns(dataset)))
 
 # %% [markdown]

@@ -205,6 +205,24 @@ def test_03_writes_a_macro_auc_without_a_video_of_both_classes_as_null(tmp_path:
     assert "macro AUC - (no test video holds both classes)" in summary(tmp_path / "run")
 
 
+def test_03_table1_names_a_checkpoint_without_memory(tmp_path: Path, parity: Path) -> None:
+    """Table 1's paper rows are MNAD with memory; a no-memory model's measured row must not read as one of them."""
+    import json
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "nomem.pt", MNAD(ModelConfig(method="pred", width=0.125, use_memory=False)), None,
+                           train_config={"size": [32, 32]})
+    params = {"method": "pred", "checkpoint": str(ckpt), "dataset": "tiny_ucsd", "data_root": str(parity),
+              "labels": str(parity / "tiny_ucsd" / "frame_labels_tiny.npy"), "ablation": False, "min_auc": 0.0,
+              "device": "cpu", "out_dir": str(tmp_path / "run")}
+    papermill.execute_notebook(str(NOTEBOOK_DIR / "03_reproduce_auc.ipynb"), str(tmp_path / "03.ipynb"), parameters=params,
+                               progress_bar=False, kernel_manager_class=current_python_kernel())
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["main"]["variant"] == "pred_nomem"
+    assert res["table1"][-1] == {"source": "measured here", "method": "pred (no memory)",
+                                 "tiny_ucsd": round(100 * res["main"]["frame_auc"], 1)}
+
+
 def test_05_draws_the_figures_of_the_authors_pickles(tmp_path: Path, parity: Path) -> None:
     """05 takes 03's original_model parameters, so its figures show the model 03 scored, not the run's own."""
     import json
