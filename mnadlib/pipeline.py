@@ -397,6 +397,19 @@ def same_test_set(result: Mapping[str, Any], labels: Mapping[str, np.ndarray]) -
     return True
 
 
+def check_auc(result: EvalResult, data: str | Path) -> None:
+    """ValueError saying which class is missing when the scored test frames hold one class only (no frame AUC)."""
+    if result.auc is not None:
+        return
+    labels = [v for s in result.videos.values() for v in (s.label or [])]
+    if not labels:
+        raise ValueError(f"no frame labels for the test videos of {data}: give a label file (labels parameter)")
+    only = "anomalous" if all(labels) else "normal"
+    raise ValueError(f"every one of the {len(labels)} scored test frames of {data} is labelled {only} (the first "
+                     "t_length - 1 frames of each video are not scored): a frame AUC needs both normal and anomalous "
+                     "frames; check the label file, or add test videos of the other class")
+
+
 def pick_examples(result: EvalResult, n: int = 3) -> list[tuple[str, int]]:
     """(video, frame) of the lowest-scored anomalous frames, one per video, and of the highest-scored normal frame."""
     anomalous, normal = [], []

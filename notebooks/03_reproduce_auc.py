@@ -117,6 +117,7 @@ print("eval:", cfg)
 # %%
 t_eval = time.time()
 result = evaluate(main.model, main.items, videos, cfg, frame_labels)
+pipeline.check_auc(result, ds.path)  # a test set of one class has no frame AUC: a clear error, not a TypeError
 eval_s = round(time.time() - t_eval, 1)
 variant = pipeline.variant_name(method, main.items is not None)
 result.write_json(run.results / f"eval_{variant}.json")

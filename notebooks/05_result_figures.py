@@ -108,6 +108,7 @@ print(f"model: {main.source}\ndata:  {ds.path}\nfigures: {run.figures}")
 
 # %%
 result = evaluate(main.model, main.items, videos, cfg, frame_labels)
+pipeline.check_auc(result, ds.path)  # a test set of one class has no frame AUC: a clear error, not a TypeError
 print(f"frame AUC {100 * result.auc:.2f}%  macro AUC {100 * result.macro_auc:.2f}%")
 
 # %% [markdown]

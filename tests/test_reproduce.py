@@ -485,6 +485,22 @@ def test_same_test_set_tells_an_evaluation_of_these_labels_from_another_runs() -
     assert not pipeline.same_test_set({"videos": {n: {**v, "label": None} for n, v in pred["videos"].items()}}, labels)
 
 
+def test_a_test_set_of_one_class_is_a_clear_error_not_a_missing_auc() -> None:
+    from mnadlib.evaluate import EvalResult, VideoScores
+
+    def result(*labels: list[int] | None) -> EvalResult:
+        videos = {f"0{k}": VideoScores(frames=list(range(4, 4 + len(v or [0]))), label=v) for k, v in enumerate(labels)}
+        return EvalResult(videos, None, None, {})
+
+    with pytest.raises(ValueError, match="every one of the 5 scored test frames of D is labelled normal .* needs both"):
+        pipeline.check_auc(result([0, 0], [0, 0, 0]), "D")
+    with pytest.raises(ValueError, match="of the 2 scored test frames of D is labelled anomalous"):
+        pipeline.check_auc(result([1, 1]), "D")
+    with pytest.raises(ValueError, match="no frame labels for the test videos of D"):
+        pipeline.check_auc(result(None), "D")
+    pipeline.check_auc(EvalResult({}, 0.8, 0.8, {}), "D")
+
+
 def test_labels_are_found_under_the_papers_name_and_missing_ones_say_where_they_were_looked_for(tmp_path: Path) -> None:
     import numpy as np
 
