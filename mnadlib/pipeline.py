@@ -118,9 +118,24 @@ class RunFolder:
 
 
 def write_json(path: Path, obj: Any) -> Path:
-    """JSON of ``obj`` (paths and NumPy scalars too), atomically: a kill or a full disk leaves the earlier file whole."""
-    text = json.dumps(obj, indent=1, default=_json_default)
+    """JSON of ``obj`` (paths and NumPy scalars too), atomically: a kill or a full disk leaves the earlier file whole.
+
+    A NaN or infinite float (a macro AUC when no test video holds both classes) is written as
+    null, as :meth:`EvalResult.to_dict` does: JSON has no NaN, and strict readers (jq, JavaScript) refuse the file.
+    """
+    text = json.dumps(_finite(obj), indent=1, default=_json_default, allow_nan=False)
     return atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float (NumPy's too) inside mappings, lists and tuples replaced by None."""
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _json_default(obj: Any) -> Any:
@@ -423,6 +438,17 @@ def pick_examples(result: EvalResult, n: int = 3) -> list[tuple[str, int]]:
             normal.append((-score[i], name, s.frames[i]))
     picks = [(v, f) for _, v, f in sorted(anomalous)[: max(n - 1, 1)]] + [(v, f) for _, v, f in sorted(normal)[:1]]
     return picks[:n]
+
+
+def example_titles(result: EvalResult, picks: Sequence[tuple[str, int]]) -> list[str]:
+    """A title per picked (video, frame): its ground truth and regularity score, so the normal example is told from the anomalous."""
+    titles = []
+    for video, frame in picks:
+        s = result.videos[video]
+        i = s.frames.index(frame)
+        truth = "" if s.label is None else ("anomalous, " if s.label[i] else "normal, ")
+        titles.append(f"{video}/{frame} {truth}score {s.score[i]:.2f}")
+    return titles
 
 
 def collect_steps(loaded: Loaded, videos: Sequence[FrameSource], cfg: EvalConfig,

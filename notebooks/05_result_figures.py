@@ -142,7 +142,7 @@ picks = pipeline.pick_examples(result, examples) if examples else []
 steps = pipeline.collect_steps(main, videos, cfg, picks) if picks else []
 by_name = {v.name: v for v in videos}
 masks = [None if (m := load_masks(ds.path, by_name[s.video])) is None else m[s.frame] for s in steps]
-titles = [f"{s.video}/{s.frame} score {result.videos[s.video].score[result.videos[s.video].frames.index(s.frame)]:.2f}" for s in steps]
+titles = pipeline.example_titles(result, [(s.video, s.frame) for s in steps])
 if steps:
     figures += viz.save_and_display(viz.example_frames(steps, titles, masks), run.figures / "05_examples", svg)
 
@@ -158,9 +158,13 @@ if main.items is not None and tsne_frames:
 
 # %% [markdown]
 # ## Training curves and memory-item usage
+#
+# The variants trained in this run folder side by side when the checkpoint is one of them, else the
+# checkpoint's own history; the authors' pickles carry none, so they get no curves.
 
 # %%
-histories = {p.parent.name: json.loads(p.read_text()) for p in sorted(run.train.glob("*/history.json"))}
+trained_here = ckpt is not None and ckpt.resolve().parent.parent == run.train.resolve()
+histories = {p.parent.name: json.loads(p.read_text()) for p in sorted(run.train.glob("*/history.json"))} if trained_here else {}
 histories = histories or ({variant: main.history} if main.history else {})
 if histories:
     figures += viz.save_and_display(viz.training_curves(histories), run.figures / "05_training_curves", svg)

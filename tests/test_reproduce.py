@@ -455,11 +455,28 @@ def test_notebooks_json_is_written_atomically(tmp_path: Path, monkeypatch) -> No
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["02_train_pred_mem.json", "results", "results.json"]
 
 
+def test_a_nan_auc_is_null_in_results_json_and_printed_as_missing(tmp_path: Path) -> None:
+    """Any NaN or infinite AUC (an ablation row's or a kind's too) is null: results.json stays strict JSON and the table prints."""
+    run = pipeline.RunFolder(tmp_path)
+    pipeline.write_results(run, {
+        "params": {"dataset": "mycam"}, "main": {"variant": "pred_mem", "frame_auc": 0.8, "macro_auc": float("nan")},
+        "claims": {"min_auc": 0.0, "holds": True}, "table1": pipeline.table1({"pred": {"mycam": 80.0}}), "ablation": [],
+        "by_kind": [{"kind": "cart", "frames": 3, "frame_auc": np.float64("inf"), "frame_auc_running": 50.0}]})
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"{name} in results.json")
+
+    results = json.loads((tmp_path / "results.json").read_text(), parse_constant=refuse)
+    assert results["main"]["macro_auc"] is None and results["by_kind"][0]["frame_auc"] is None
+    assert "macro AUC - (no test video holds both classes)" in reproduce.summary(tmp_path)
+
+
 def test_pick_examples_and_tables() -> None:
     videos = {"01": VideoScores(frames=[4, 5, 6, 7], score=[0.9, 0.2, 0.1, 0.95], label=[0, 1, 1, 0]),
               "02": VideoScores(frames=[4, 5, 6], score=[1.0, 0.5, 0.3], label=[0, 0, 1])}
     result = EvalResult(videos, auc=None, macro_auc=None, config={})
     assert pipeline.pick_examples(result, 3) == [("01", 6), ("02", 6), ("02", 4)]
+    assert pipeline.example_titles(result, [("01", 6), ("02", 4)]) == ["01/6 anomalous, score 0.10", "02/4 normal, score 1.00"]
     table = pipeline.format_table([{"a": 1, "b": None}, {"a": 22, "b": "x"}], ("a", "b"))
     assert table.splitlines() == ["a   b", "--  -", "1   -", "22  x"]
     rows = pipeline.table1({"pred": {"synthped": 75.0}})
