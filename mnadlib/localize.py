@@ -306,8 +306,9 @@ class StreamingNormalizer:
             lo, hi = np.percentile(v, self.q)
             if hi <= lo:
                 raise LocalizeError(f"the normal frames' {name} has no spread between percentiles {self.q} (identical "
-                                    "frames, a frozen picture?): calibrate on normal frames with motion, or use "
-                                    "--offline --threshold otsu")
+                                    "frames, a frozen picture?): calibrate on normal frames with motion, or score without "
+                                    "them (--offline --threshold otsu; in Python, LocalizeConfig(streaming=False, "
+                                    "threshold='otsu'))")
             ranges.append((float(lo), float(hi)))
         self.psnr_range, self.dist_range = ranges
         return self

@@ -79,14 +79,18 @@ class LocalizeConfig:
                 raise LocalizeError("threshold 'fork' (SSIM * 255 < 230) needs map kind 'ssim'")
         else:
             lo, hi = VALID_RANGE[self.map_kind]
-            if not (isinstance(self.threshold, (int, float)) and lo <= self.threshold <= hi):
+            if not (isinstance(self.threshold, (int, float)) and not isinstance(self.threshold, bool)
+                    and lo <= self.threshold <= hi):
                 raise LocalizeError(f"threshold for {self.map_kind!r} maps must be in [{lo}, {hi}], got {self.threshold}")
         for name, v, lo, hi in (("percentile", self.percentile, 0, 100), ("alpha", self.alpha, 0, 1),
                                 ("frame_percentile", self.frame_percentile, 0, 100)):
             if not lo <= v <= hi:
                 raise LocalizeError(f"{name} must be in [{lo}, {hi}], got {v}")
-        if (self.min_area is not None and self.min_area < 0) or self.open_close < 0 or self.smooth_sigma < 0:
-            raise LocalizeError("min_area, open_close and smooth_sigma must be >= 0")
+        if not all(v >= 0 for v in (0 if self.min_area is None else self.min_area, self.open_close, self.smooth_sigma)):
+            raise LocalizeError(f"min_area, open_close and smooth_sigma must be >= 0 (not NaN), got {self.min_area}, "
+                                f"{self.open_close}, {self.smooth_sigma}")
+        if self.frame_threshold is not None and not math.isfinite(self.frame_threshold):
+            raise LocalizeError(f"frame_threshold must be a finite regularity score, got {self.frame_threshold}")
         if self.size is not None:
             self.size = _size(self.size)
 

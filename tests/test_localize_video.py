@@ -129,7 +129,9 @@ def test_localize_leaves_the_callers_model_where_it_is(setup, ckpt, monkeypatch)
 
 @pytest.mark.parametrize("bad", [dict(map_kind="depth"), dict(threshold="median"), dict(threshold=1.5),
                                  dict(map_kind="error", threshold=-0.1), dict(threshold="fork", map_kind="error"),
-                                 dict(alpha=2.0), dict(percentile=101), dict(min_area=-1), dict(size=(30, 30))])
+                                 dict(alpha=2.0), dict(percentile=101), dict(min_area=-1), dict(size=(30, 30)),
+                                 dict(threshold=True), dict(smooth_sigma=float("nan")), dict(min_area=float("nan")),
+                                 dict(frame_threshold=float("nan")), dict(frame_threshold=float("inf"))])
 def test_bad_config_is_refused(bad):
     with pytest.raises(LocalizeError):
         LocalizeConfig(**bad)
