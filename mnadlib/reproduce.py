@@ -314,7 +314,8 @@ def _check_resume_args(args: argparse.Namespace, ap: argparse.ArgumentParser) ->
         raise ValueError(f"--resume {args.resume}: {exc.strerror or exc}; pass the folder a run printed "
                          "('run folder: ...')") from None
     if not is_dir:
-        raise ValueError(f"--resume {out}: no such run folder")
+        what = "is a file, not a run folder" if out.exists() else "no such run folder"
+        raise ValueError(f"--resume {out}: {what}; pass the folder a run printed ('run folder: ...')")
     read_manifest(out)  # a folder that is no run is refused before its lock file is created
     return out
 

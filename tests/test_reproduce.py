@@ -186,6 +186,8 @@ def test_resume_refuses_a_live_run_a_non_run_folder_and_new_parameters(tmp_path:
     assert "drop --param, --smoke" in capsys.readouterr().err
     assert reproduce.main(["--resume", str(tmp_path / "nothing")]) == 2
     assert "no such run folder" in capsys.readouterr().err
+    assert reproduce.main(["--resume", str(run / "manifest.json")]) == 2
+    assert "manifest.json: is a file, not a run folder; pass the folder" in capsys.readouterr().err
     (run / "manifest.json").write_text("{")
     assert reproduce.main(["--resume", str(run)]) == 2
     assert "not valid JSON" in capsys.readouterr().err
