@@ -129,7 +129,9 @@ for path in sorted(run.results.glob("eval_*.json")):
         continue
     other = json.loads(path.read_text())
     if pipeline.same_test_set(other, frame_labels):
-        curves[f"{path.stem[5:]}, paper protocol"] = viz.result_curve(other)
+        name = path.stem[5:]  # 03's ablation: a variant without memory is scored by PSNR alone, as its row says
+        setting = "no memory (PSNR only)" if name in pipeline.VARIANTS and not pipeline.VARIANTS[name][1] else "paper protocol"
+        curves[f"{name}, {setting}"] = viz.result_curve(other)
     else:
         print(f"left out of the ROC: {path} scored other test videos or labels than {ds.path} (an earlier run's)")
 figures += viz.save_and_display(viz.roc_curves(curves), run.figures / "05_roc", svg)

@@ -48,7 +48,9 @@ def test_smoke_run_end_to_end_then_refuses_to_overwrite(tmp_path: Path) -> None:
     assert all((run / "notebooks" / f"{s['notebook']}.ipynb").is_file() for s in manifest["steps"])
     kernel = json.loads((run / "results" / "01_prepare_data.json").read_text())
     assert kernel["python_prefix"] == sys.prefix  # the notebooks ran in this environment
-    figures = json.loads((run / "results" / "05_result_figures.json").read_text())["figures"]
+    drawn = json.loads((run / "results" / "05_result_figures.json").read_text())
+    figures = drawn["figures"]
+    assert drawn["roc_curves"][3:] == ["pred_nomem, no memory (PSNR only)", "recon_mem, paper protocol"]
     assert {Path(f).name for f in figures} >= {"05_regularity.png", "05_roc.png", "05_examples.png", "05_tsne.png"}
     assert all(Path(f).is_file() for f in figures)
 
