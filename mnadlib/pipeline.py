@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import synth
-from .checkpoint import atomic_write, load_original, open_checkpoint
+from .checkpoint import atomic_write_json, load_original, open_checkpoint
 from .config import EvalConfig, scratch_dir, to_dict, validate_size
 from .data import KNOWN_DATASETS, DataError, FrameSource, known_dataset, list_videos, load_labels, load_masks, split_dir
 from .evaluate import EvalResult, FrameStep, iter_frames
@@ -118,33 +118,27 @@ class RunFolder:
 
 
 def write_json(path: Path, obj: Any) -> Path:
-    """JSON of ``obj`` (paths and NumPy scalars too), atomically: a kill or a full disk leaves the earlier file whole.
+    """JSON of ``obj`` (paths and NumPy scalars too), atomically (:func:`atomic_write_json`).
 
     A NaN or infinite float (a macro AUC when no test video holds both classes) is written as
     null, as :meth:`EvalResult.to_dict` does: JSON has no NaN, and strict readers (jq, JavaScript) refuse the file.
     """
-    text = json.dumps(_finite(obj), indent=1, default=_json_default, allow_nan=False)
-    return atomic_write(path, lambda f: f.write(text.encode()))
+    return atomic_write_json(_plain(obj), path)
 
 
-def _finite(obj: Any) -> Any:
-    """``obj`` with every NaN or infinite float (NumPy's too) inside mappings, lists and tuples replaced by None."""
+def _plain(obj: Any) -> Any:
+    """``obj`` as JSON holds it: paths as text, NumPy scalars as Python's, NaN or infinite floats as None."""
     if isinstance(obj, (float, np.floating)):
         return float(obj) if np.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def _json_default(obj: Any) -> Any:
-    """JSON for paths and NumPy scalars."""
-    if isinstance(obj, Path):
-        return str(obj)
     if isinstance(obj, np.generic):
         return obj.item()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, Mapping):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
 
 
 def run_folder(out_dir: str) -> RunFolder:

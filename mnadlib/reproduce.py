@@ -443,29 +443,28 @@ def _continue(out: Path, argv: Sequence[str] | None) -> tuple[list, dict[str, An
     """The steps and log of the run in ``out``, with this attempt recorded in the log."""
     log = read_manifest(out)
     data_root = Path(log["data_root"]) if log.get("data_root") else None
+    started = log.get("versions") if isinstance(log.get("versions"), dict) else {}
     try:
         unknown = [v for v in log["variants"] if v not in VARIANTS]
         if unknown:
             raise ValueError(f"unknown variant(s) {unknown}")
         steps = plan(log["dataset"], data_root, out, log["parameters"], log["smoke"], log["variants"])
     except ValueError as exc:
-        versions = log.get("versions")
-        made_by = versions.get("mnadlib") if isinstance(versions, dict) else None
-        raise ValueError(f"{out / MANIFEST} (made by mnadlib {made_by or 'of an unknown version'}) holds settings that "
-                         f"mnadlib {__version__} refuses ({exc}); the run cannot be continued, start a new one") from None
+        raise ValueError(f"{out / MANIFEST} (made by mnadlib {started.get('mnadlib') or 'of an unknown version'}) holds "
+                         f"settings that mnadlib {__version__} refuses ({exc}); the run cannot be continued, start a new "
+                         "one") from None
     commit = git_commit()
-    if commit != log.get("git_commit") and log.get("status") != "ok":  # a finished run re-runs nothing
-        print(f"warning: this run started at git commit {log.get('git_commit')} and continues at {commit}; "
-              "its notebooks may differ between the two attempts", file=sys.stderr)
-    started = log.get("versions") if isinstance(log.get("versions"), dict) else {}
-    changed = [f"{k} {started.get(k)} -> {v}" for k, v in _versions().items() if k != "platform" and started.get(k) != v]
-    if changed and log.get("status") != "ok":
-        print(f"warning: this run started with other versions ({', '.join(changed)}); its numbers may differ from "
-              "those of an uninterrupted run", file=sys.stderr)
-    changed = _replanned(log["steps"], steps)
-    if changed and log.get("status") != "ok":
-        print(f"warning: this mnadlib gives notebooks other parameters than the run's earlier attempt did ({changed}); "
-              "notebooks run again or for the first time get the new ones", file=sys.stderr)
+    if log.get("status") != "ok":  # a finished run re-runs nothing, so nothing can differ
+        if commit != log.get("git_commit"):
+            print(f"warning: this run started at git commit {log.get('git_commit')} and continues at {commit}; "
+                  "its notebooks may differ between the two attempts", file=sys.stderr)
+        changed = [f"{k} {started.get(k)} -> {v}" for k, v in _versions().items() if k != "platform" and started.get(k) != v]
+        if changed:
+            print(f"warning: this run started with other versions ({', '.join(changed)}); its numbers may differ from "
+                  "those of an uninterrupted run", file=sys.stderr)
+        if replanned := _replanned(log["steps"], steps):
+            print(f"warning: this mnadlib gives notebooks other parameters than the run's earlier attempt did "
+                  f"({replanned}); notebooks run again or for the first time get the new ones", file=sys.stderr)
     log.setdefault("resumed", []).append({"command": _command(argv), "git_commit": commit, "after": log.get("status"),
                                           "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return steps, log
