@@ -272,12 +272,29 @@ def read_npy(path: Path, what: str) -> np.ndarray:
         raise DataError(f"cannot read {what} {path} as a numeric .npy array ({err}); numpy.save one numeric array") from None
 
 
+def _lossy(f: Path) -> bool:
+    """Whether an image file is lossily compressed: a JPEG, or a WebP whose image chunk is VP8 (VP8L is lossless)."""
+    if f.suffix.lower() in JPEG_EXTS:
+        return True
+    if f.suffix.lower() != ".webp":
+        return False
+    with open(f, "rb") as fh:
+        data = fh.read(1 << 16)
+    pos = 12  # after "RIFF", the size and "WEBP": chunks of a fourcc, a little-endian size and the data, padded to even
+    while pos + 8 <= len(data):
+        fourcc, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        if fourcc in (b"VP8 ", b"VP8L"):
+            return fourcc == b"VP8 "
+        pos += 8 + size + (size & 1)
+    return False
+
+
 def _mask_stack(files: list[Path]) -> np.ndarray:
     """Image masks as bool (T, H, W), nonzero = anomalous; 16-bit masks keep their depth, so a 0/1 mask stays one.
 
-    JPEG masks are lossy: compression leaves faint non-zero pixels around every region, which would
-    grow it, so there a pixel is anomalous from half the video's brightest mask value up (at least 1);
-    dim JPEG masks (0/1 values) are distorted beyond repair, which a warning says.
+    Lossy masks (JPEG, lossy WebP): compression leaves faint non-zero pixels around every region,
+    which would grow it, so there a pixel is anomalous from half the video's brightest mask value up
+    (at least 1); dim lossy masks (0/1 values) are distorted beyond repair, which a warning says.
     """
     masks = []
     for f in files:
@@ -288,12 +305,12 @@ def _mask_stack(files: list[Path]) -> np.ndarray:
     if len({m.shape for m in masks}) > 1:
         raise DataError(f"mask images in {files[0].parent} have different sizes")
     stack = np.stack(masks)
-    if not any(f.suffix.lower() in JPEG_EXTS for f in files):
+    if not any(_lossy(f) for f in files):
         return stack != 0
     peak = int(stack.max())
     if 0 < peak < 128:
-        warnings.warn(f"the JPEG masks in {files[0].parent} reach only {peak}: JPEG compression blurs masks of small "
-                      "values such as 0 and 1 (regions shrink or vanish); save them as PNG", stacklevel=3)
+        warnings.warn(f"the lossy (JPEG or WebP) masks in {files[0].parent} reach only {peak}: lossy compression blurs "
+                      "masks of small values such as 0 and 1 (regions shrink or vanish); save them as PNG", stacklevel=3)
     return stack >= max(1, peak / 2)
 
 
@@ -308,11 +325,17 @@ def load_masks(dataset_root_or_mask_path: str | os.PathLike, video: FrameSource)
     npy_roots += [root] if root.name == "test_pixel_mask" else []
     candidates = ([root] if root.suffix == ".npy" else []) + [d / f"{name}.npy" for d in npy_roots]
     candidates += [d / name for d in mask_roots] + [video.path.parent / f"{name}_gt"]
-    if root.is_dir() and media_files(root, IMAGE_EXTS):
+    if root.is_dir() and media_files(root, IMAGE_EXTS + OTHER_IMAGE_EXTS):
         candidates.insert(0, root)
-    found = next((c for c in candidates if c.is_file() or (c.is_dir() and media_files(c, IMAGE_EXTS))), None)
+    found = next((c for c in candidates if c.is_file() or (c.is_dir() and media_files(c, IMAGE_EXTS + OTHER_IMAGE_EXTS))),
+                 None)
     if found is None:
         return None
+    other = media_files(found, OTHER_IMAGE_EXTS) if found.is_dir() else []
+    if other:
+        raise DataError(f"{other[0]} is a {other[0].suffix} image, which mnadlib does not read as a mask (masks are "
+                        f"{', '.join(IMAGE_EXTS)} or one .npy per video): convert the masks of {found} to PNG "
+                        f"(e.g. mogrify -format png *{other[0].suffix}) and remove the originals")
     if found.is_file():
         masks = read_npy(found, "mask file")
         if masks.ndim != 3:

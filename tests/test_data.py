@@ -342,8 +342,38 @@ def test_jpeg_masks_do_not_grow_with_compression_noise(ds):
         np.testing.assert_array_equal(load_masks(ds, video), truth)
     for k in range(4):  # 0/1 masks, which JPEG damages beyond repair: a warning says so
         cv2.imwrite(str(folder / f"{k:03d}.jpg"), truth[k].astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 95])
-    with pytest.warns(UserWarning, match="JPEG compression blurs.*save them as PNG"):
+    with pytest.warns(UserWarning, match="lossy compression blurs.*save them as PNG"):
         assert load_masks(ds, video)[1].any()
+
+
+@pytest.mark.parametrize("quality, lossy", [(75, True), (101, False)])
+def test_webp_masks_lossy_or_lossless(ds, quality, lossy):
+    video = list_videos(split_dir(ds, "testing"))[2]
+    folder = ds / "testing" / "masks" / "03"
+    folder.mkdir(parents=True)
+    truth = np.zeros((4, H, W), bool)
+    truth[1, 5:17, 9:22] = truth[2, 3:9, 30:37] = True
+    for k in range(4):  # OpenCV writes lossless WebP (a VP8L chunk) above quality 100, lossy (VP8) below
+        cv2.imwrite(str(folder / f"{k:03d}.webp"), truth[k] * np.uint8(255), [cv2.IMWRITE_WEBP_QUALITY, quality])
+    noisy = (cv2.imread(str(folder / "001.webp"), cv2.IMREAD_GRAYSCALE) != 0).sum() > truth[1].sum()
+    assert noisy == lossy and (b"VP8 " if lossy else b"VP8L") in (folder / "001.webp").read_bytes()[:64]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(load_masks(ds, video), truth)
+
+
+def test_masks_in_an_unread_format_are_an_error(ds):
+    video = list_videos(split_dir(ds, "testing"))[2]
+    folder = ds / "testing" / "masks" / "03"
+    folder.mkdir(parents=True)
+    for k in range(4):
+        Image.fromarray(np.zeros((H, W), np.uint8)).save(folder / f"{k:03d}.gif")
+    with pytest.raises(DataError, match=r"000\.gif is a \.gif image.*not read as a mask.*convert the masks of"):
+        load_masks(ds, video)
+    for k in range(4):  # PNG beside leftover GIFs: still refused, since the GIFs may be the masks meant
+        cv2.imwrite(str(folder / f"{k:03d}.png"), np.zeros((H, W), np.uint8))
+    with pytest.raises(DataError, match="gif"):
+        load_masks(ds, video)
 
 
 def test_masks_ucsd_gt_and_shanghaitech_npy(tmp_path):
