@@ -302,6 +302,9 @@ FEW_CALIBRATION_FRAMES = 20  # fewer scored normal frames than this give rough t
 
 def leading_frames(source: FrameSource, t_length: int, fraction: float = 0.25) -> FrameRange:
     """The first ``fraction`` of a video (at least t_length + 1 frames), to calibrate on when nothing else is normal."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise LocalizeError(f"the normal fraction must be a number in (0, 1], the share of the video's first frames "
+                            f"taken as normal, got {fraction!r}")
     return FrameRange(source, 0, min(len(source), max(t_length + 1, round(fraction * len(source)))))
 
 

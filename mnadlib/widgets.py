@@ -99,8 +99,10 @@ def settings(session: Session, map_kind: str = "ssim", threshold: str = "calibra
     'fork' is the fork's whole mode, as in the metrics table (``localize_eval.FORK``): the unsmoothed
     1 - SSIM map, SSIM * 255 < 230, no opening or closing, the largest region only, of any area.
     """
+    if map_kind not in VALID_RANGE:
+        raise LocalizeError(f"map_kind must be one of {sorted(VALID_RANGE)}, got {map_kind!r}")
     if threshold == "fixed":
-        lo, hi = VALID_RANGE[map_kind] if map_kind in VALID_RANGE else (0.0, 0.0)
+        lo, hi = VALID_RANGE[map_kind]
         if not lo <= value <= hi:
             raise LocalizeError(f"threshold {value} is outside the {map_kind} map's range [{lo}, {hi}]")
     thr: float | str = float(value) if threshold == "fixed" else threshold

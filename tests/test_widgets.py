@@ -102,11 +102,17 @@ def test_export(session, tmp_path, what):
 def test_out_of_range_threshold_and_short_video_are_refused(session, data, ckpt, tmp_path):
     with pytest.raises(LocalizeError, match="outside"):
         settings(session, "ssim", "fixed", 1.5)
+    with pytest.raises(LocalizeError, match=r"map_kind must be one of \['error', 'memory', 'ssim'\], got 'sim'"):
+        settings(session, "sim", "fixed", 0.1)
+    model, items, size = load_model(ckpt)
+    video = open_source(list_videos(split_dir(data, "testing"))[0].path)
+    for bad in (0, 1.5, -0.1, float("nan"), True, "0.25"):
+        with pytest.raises(LocalizeError, match=r"normal fraction must be a number in \(0, 1\]"):
+            open_session(video, model, items, LocalizeConfig(size=size), normal_fraction=bad)
     short = tmp_path / "short"
     short.mkdir()
     for i in range(4):
         cv2.imwrite(str(short / f"{i}.png"), np.zeros((40, 40, 3), np.uint8))
-    model, items, size = load_model(ckpt)
     with pytest.raises(LocalizeError, match=r"has 4 frame\(s\); this model needs at least 6: a clip of t_length=5 "
                                             "frames scores one, and calibrating"):
         open_session(open_source(short), model, items, LocalizeConfig(size=size))
