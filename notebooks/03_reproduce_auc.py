@@ -35,8 +35,8 @@
 # scored the same way) and, when 02 trained them into `train_dir`, the model without memory and
 # the other method. Each row gives the paper's
 # (micro) frame AUC and the macro AUC (mean of per-video AUCs). Then the model's mean PSNR on
-# normal and anomalous frames beside the copy's, which says whether it learned normal motion at
-# all. `results.json` holds
+# normal and anomalous frames and, for prediction, the copy's beside it, which says whether it
+# learned normal motion at all. `results.json` holds
 # everything; the last cell asserts the claim `frame AUC >= min_auc`.
 #
 # **Paths.** Every path is a parameter and must be absolute; `out_dir` left empty is
