@@ -23,13 +23,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import re
+import signal
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +54,36 @@ SET_BY_RUN = {  # notebook parameters the pipeline sets itself, with the option 
     "resume": "--resume RUN_DIR",
 }
 INTERRUPTED = 130  # exit status after Ctrl-C, as a shell reports SIGINT
+KERNEL_LOG = "kernel.log"  # under notebooks/: the kernels' own stderr, one header line per notebook
+TERMINATED = 143  # exit status after SIGTERM (kill PID, a scheduler's time limit, timeout), as a shell reports it
 RUN_OPTIONS = ("name", "runs_dir", "config", "param", "smoke", "dataset", "data_root", "variants")  # fixed for --resume
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, unwound as Ctrl-C is: the manifest records the step as interrupted and the kernel is shut down."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    """The SIGTERM handler: raise Terminated in the main thread."""
+    raise Terminated
+
+
+@contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Handle SIGTERM as an interrupt while the pipeline runs (not from another thread, not over a caller's own handler)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _stopped(exc: KeyboardInterrupt) -> tuple[str, int]:
+    """What stopped the run, in words, and the exit status it gives: Ctrl-C 130, SIGTERM 143."""
+    return ("terminated (SIGTERM)", TERMINATED) if isinstance(exc, Terminated) else ("interrupted", INTERRUPTED)
 
 
 class PipelineError(RuntimeError):
@@ -84,8 +117,13 @@ def next_step(exc: PipelineError, out: Path) -> str:
     return f"after fixing the cause, continue with: python -m mnadlib.reproduce --resume {out}"
 
 
-def current_python_kernel() -> type:
-    """A kernel manager that launches ipykernel in ``sys.executable``, ignoring installed kernelspecs."""
+def current_python_kernel(stderr_log: Path | None = None) -> type:
+    """A kernel manager that launches ipykernel in ``sys.executable``, ignoring installed kernelspecs.
+
+    With ``stderr_log`` the kernel's own stderr (its log, not the cells' output, which the notebook
+    records) is appended there, so that a kernel shut down mid-reply by Ctrl-C does not print its
+    traceback over the pipeline's one-line message.
+    """
     from ipykernel.kernelspec import get_kernel_dict
     from jupyter_client import AsyncKernelManager
     from jupyter_client.kernelspec import KernelSpec
@@ -102,6 +140,12 @@ def current_python_kernel() -> type:
         @property
         def kernel_spec(self) -> KernelSpec:
             return KernelSpec(resource_dir="", **get_kernel_dict())
+
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            if stderr_log is None:
+                return await super()._async_launch_kernel(kernel_cmd, **kw)
+            with open(stderr_log, "ab") as fh:  # the kernel holds its own copy of the descriptor
+                return await super()._async_launch_kernel(kernel_cmd, **{**kw, "stderr": fh})
 
     return CurrentPythonKernel
 
@@ -200,8 +244,9 @@ def execute(steps: Sequence[tuple[str, str, dict[str, Any]]], out: Path, log: di
     """
     import papermill
 
-    kernel = current_python_kernel()
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
+    kernel_log = out / "notebooks" / KERNEL_LOG
+    kernel = current_python_kernel(kernel_log)
     done = {s["notebook"] for s in log["steps"] if s["status"] == "ok"}
     for run, src, params in steps:
         if run in done:
@@ -215,6 +260,8 @@ def execute(steps: Sequence[tuple[str, str, dict[str, Any]]], out: Path, log: di
         entry = {"notebook": run, "parameters": params, "wall_s": None, "status": "running"}
         log["steps"].append(entry)
         write_manifest(out, log)
+        with open(kernel_log, "a") as fh:
+            fh.write(f"== {run}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         try:
             papermill.execute_notebook(str(_source(src)), str(target), parameters=params, kernel_name="python3",
                                        kernel_manager_class=kernel, progress_bar=False, cwd=str(out))
@@ -222,9 +269,11 @@ def execute(steps: Sequence[tuple[str, str, dict[str, Any]]], out: Path, log: di
             error, ename, evalue = f"in cell {exc.exec_count} with {exc.ename}: {exc.evalue}", exc.ename, exc.evalue
         except KeyboardInterrupt:
             entry.update(wall_s=round(time.time() - t0, 1), status="interrupted")
+            for name in ("asyncio", "papermill"):  # the abandoned cell's tasks would log the kernel's shutdown as its death
+                logging.getLogger(name).setLevel(logging.CRITICAL + 1)
             raise
         except Exception as exc:  # the kernel died or did not start
-            error = f"with {type(exc).__name__}: {exc}"
+            error = f"with {type(exc).__name__}: {exc}\nthe kernel's log: {kernel_log}"
         entry.update(wall_s=round(time.time() - t0, 1), status="failed" if error else "ok")
         write_manifest(out, log)
         if error:
@@ -488,7 +537,14 @@ def _replanned(logged: Sequence[dict[str, Any]], steps: Sequence[tuple[str, str,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: 0 when every notebook ran and every claim held, 1 when one failed, 2 on bad arguments, 130 on Ctrl-C."""
+    """Entry point: 0 when every notebook ran and every claim held, 1 when one failed, 2 on bad arguments,
+    130 on Ctrl-C, 143 on SIGTERM (both leave a run that --resume continues)."""
+    with _sigterm_unwinds():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    """main() without its SIGTERM handler."""
     ap = build_parser()
     args = ap.parse_args(argv)
     t0 = time.time()
@@ -516,14 +572,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             _drop_unstarted(made)
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # before the first notebook, or a second Ctrl-C while the manifest was written
+    except KeyboardInterrupt as exc:  # before the first notebook, or a second Ctrl-C while the manifest was written
+        what, code = _stopped(exc)
         if out is not None and (out / MANIFEST).is_file():
-            print(f"\ninterrupted; continue with: python -m mnadlib.reproduce --resume {out}", file=sys.stderr)
+            print(f"\n{what}; continue with: python -m mnadlib.reproduce --resume {out}", file=sys.stderr)
         else:
             if made is not None:
                 _drop_unstarted(made)
-            print("\ninterrupted before the run started; nothing to resume", file=sys.stderr)
-        return INTERRUPTED
+            print(f"\n{what} before the run started; nothing to resume", file=sys.stderr)
+        return code
 
 
 def _drop_unstarted(out: Path) -> None:
@@ -548,9 +605,9 @@ def _run(steps: Sequence[tuple[str, str, dict[str, Any]]], out: Path, log: dict[
     except OSError as exc:  # the manifest could not be written (a full disk): the step it records is run again
         print(f"error: {exc}\n{next_step(PipelineError(str(exc)), out)}", file=sys.stderr)
         status = 1
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: python -m mnadlib.reproduce --resume {out}", file=sys.stderr)
-        status = INTERRUPTED
+    except KeyboardInterrupt as exc:
+        what, status = _stopped(exc)
+        print(f"\n{what}; continue with: python -m mnadlib.reproduce --resume {out}", file=sys.stderr)
     log.update(status={0: "ok", 1: "failed"}.get(status, "interrupted"), wall_s=round(time.time() - t0, 1))
     try:
         write_manifest(out, log)

@@ -121,6 +121,23 @@ def test_failures_that_resume_cannot_fix_do_not_advise_it(tmp_path: Path, monkey
     assert advice in err and "continue with" not in err
 
 
+def test_a_kernel_that_dies_is_reported_with_its_log(tmp_path: Path, monkeypatch, capsys) -> None:
+    import nbformat
+
+    nb = tmp_path / "dies.ipynb"
+    cell = "import os\nos.write(2, b'fatal: the kernel gave up\\n')\nos._exit(3)"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)],
+                                            metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                                     "display_name": "Python 3"}}), nb)
+    monkeypatch.setattr(reproduce, "_source", lambda name: nb)
+    monkeypatch.setattr(reproduce, "plan", lambda *args, **kwargs: [("01_prepare_data", "dies", {})])
+    assert reproduce.main(["--name", "dead", "--runs-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    kernel_log = tmp_path / "dead" / "notebooks" / reproduce.KERNEL_LOG
+    assert "notebook 01_prepare_data failed with DeadKernelError" in err and f"the kernel's log: {kernel_log}" in err
+    assert "fatal: the kernel gave up" in kernel_log.read_text() and "fatal" not in err
+
+
 def test_ctrl_c_then_resume_skips_finished_notebooks_and_continues_training(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "mnadlib.reproduce", "--smoke", "--name", "r", "--runs-dir", str(tmp_path),
            "--variants", "pred_mem", "-p", "epochs", "20"]
@@ -134,7 +151,7 @@ def test_ctrl_c_then_resume_skips_finished_notebooks_and_continues_training(tmp_
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole foreground group
         out, err = proc.communicate(timeout=120)
     assert proc.returncode == reproduce.INTERRUPTED, out[-2000:] + err[-2000:]
-    assert f"--resume {run}" in err
+    assert f"--resume {run}" in err and "Traceback" not in err  # the dying kernel's own goes to notebooks/kernel.log
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"
     assert [(s["notebook"], s["status"]) for s in manifest["steps"]] == [("01_prepare_data", "ok"),
@@ -158,6 +175,29 @@ def test_ctrl_c_then_resume_skips_finished_notebooks_and_continues_training(tmp_
 
     assert reproduce.main(["--resume", str(run)]) == 0  # a finished run: its table again, nothing re-run
     assert json.loads((run / "manifest.json").read_text()) == manifest
+
+
+def test_sigterm_unwinds_like_ctrl_c_exits_143_and_stops_the_kernel(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "mnadlib.reproduce", "--smoke", "--name", "t", "--runs-dir", str(tmp_path),
+           "--variants", "pred_mem"]
+    run = tmp_path / "t"
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None and not (run / "data").exists():  # 01 writes synthped
+            time.sleep(0.05)
+        kernels = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        assert kernels, "notebook 01's kernel never started"
+        proc.send_signal(signal.SIGTERM)  # the process alone, as kill PID or a scheduler's time limit sends it
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == reproduce.TERMINATED, out[-2000:] + err[-2000:]
+    assert f"terminated (SIGTERM); continue with: python -m mnadlib.reproduce --resume {run}" in err
+    assert "Traceback" not in err
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert [(s["notebook"], s["status"]) for s in manifest["steps"]] == [("01_prepare_data", "interrupted")]
+    assert (run / "notebooks" / reproduce.KERNEL_LOG).read_text().startswith("== 01_prepare_data, ")
+    time.sleep(1)
+    assert not any(Path(f"/proc/{k}").exists() for k in kernels), "the kernel outlived the pipeline"
 
 
 @pytest.mark.parametrize("where", ["plan", "hold"])  # before the run folder is made, and after
