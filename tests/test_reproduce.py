@@ -102,35 +102,32 @@ def test_a_manifest_that_cannot_be_written_is_one_error_that_advises_resume(tmp_
     assert f"continue with: python -m mnadlib.reproduce --resume {tmp_path / 'full'}" in err
 
 
+def _plan_one_cell(tmp_path: Path, monkeypatch, step: str, source: str) -> None:
+    """Make the pipeline's plan one step, ``step``, that runs a notebook of one code cell."""
+    import nbformat
+
+    nb = tmp_path / "one_cell.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)],
+                                            metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                                     "display_name": "Python 3"}}), nb)
+    monkeypatch.setattr(reproduce, "_source", lambda name: nb)
+    monkeypatch.setattr(reproduce, "plan", lambda *args, **kwargs: [(step, "one_cell", {})])
+
+
 @pytest.mark.parametrize("raise_line, advice", [
     ("raise AssertionError('claim missed: frame AUC 60.00% < 70.00%')", "would score the same checkpoints again"),
     ("from mnadlib.config import ConfigError\nraise ConfigError('unknown preset')", "cannot fix this: start a new run"),
     ("from mnadlib.pipeline import DatasetConflict\nraise DatasetConflict('holds other data')", "another --dataset"),
 ])
 def test_failures_that_resume_cannot_fix_do_not_advise_it(tmp_path: Path, monkeypatch, capsys, raise_line, advice) -> None:
-    import nbformat
-
-    nb = tmp_path / "fails.ipynb"
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(raise_line)],
-                                            metadata={"kernelspec": {"name": "python3", "language": "python",
-                                                                     "display_name": "Python 3"}}), nb)
-    monkeypatch.setattr(reproduce, "_source", lambda name: nb)
-    monkeypatch.setattr(reproduce, "plan", lambda *args, **kwargs: [("03_reproduce_auc", "fails", {})])
+    _plan_one_cell(tmp_path, monkeypatch, "03_reproduce_auc", raise_line)
     assert reproduce.main(["--name", "bad", "--runs-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert advice in err and "continue with" not in err
 
 
 def test_a_kernel_that_dies_is_reported_with_its_log(tmp_path: Path, monkeypatch, capsys) -> None:
-    import nbformat
-
-    nb = tmp_path / "dies.ipynb"
-    cell = "import os\nos.write(2, b'fatal: the kernel gave up\\n')\nos._exit(3)"
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)],
-                                            metadata={"kernelspec": {"name": "python3", "language": "python",
-                                                                     "display_name": "Python 3"}}), nb)
-    monkeypatch.setattr(reproduce, "_source", lambda name: nb)
-    monkeypatch.setattr(reproduce, "plan", lambda *args, **kwargs: [("01_prepare_data", "dies", {})])
+    _plan_one_cell(tmp_path, monkeypatch, "01_prepare_data", "import os\nos.write(2, b'fatal: the kernel gave up\\n')\nos._exit(3)")
     assert reproduce.main(["--name", "dead", "--runs-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     kernel_log = tmp_path / "dead" / "notebooks" / reproduce.KERNEL_LOG
