@@ -45,19 +45,21 @@
 import sys
 
 if "google.colab" in sys.modules:  # Colab only: install mnadlib from a git URL or folder that you set
+    import importlib.util
     import os
     import subprocess
 
     MNADLIB_SOURCE = os.environ.get("MNADLIB_SOURCE", "")  # e.g. "https://github.com/<you>/mnadlib.git"
-    if not MNADLIB_SOURCE:
+    if MNADLIB_SOURCE:
+        checkout = MNADLIB_SOURCE  # a source checkout, not a wheel: the committed weights come with it
+        if "://" in MNADLIB_SOURCE or MNADLIB_SOURCE.startswith("git@"):
+            checkout = os.environ.get("MNADLIB_CHECKOUT", "/content/mnadlib")
+            if not os.path.isdir(checkout):
+                subprocess.run(["git", "clone", "-q", MNADLIB_SOURCE.removeprefix("git+"), checkout], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", f"{checkout}[notebooks]"], check=True)
+        sys.path.insert(0, os.path.abspath(checkout))  # this kernel started before the editable install
+    elif importlib.util.find_spec("mnadlib") is None:  # an mnadlib installed before this cell is used as it is
         raise ValueError("set MNADLIB_SOURCE (in this cell or the environment) to the git URL or folder of mnadlib")
-    checkout = MNADLIB_SOURCE  # a source checkout, not a wheel: the committed weights come with it
-    if "://" in MNADLIB_SOURCE or MNADLIB_SOURCE.startswith("git@"):
-        checkout = os.environ.get("MNADLIB_CHECKOUT", "/content/mnadlib")
-        if not os.path.isdir(checkout):
-            subprocess.run(["git", "clone", "-q", MNADLIB_SOURCE.removeprefix("git+"), checkout], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", f"{checkout}[notebooks]"], check=True)
-    sys.path.insert(0, os.path.abspath(checkout))  # this kernel started before the editable install
     from google.colab import output
 
     output.enable_custom_widget_manager()

@@ -82,6 +82,12 @@ def test_colab_cell_installs_a_checkout_in_colab_only(monkeypatch, tmp_path: Pat
     assert ran == [*expected, [sys.executable, "-m", "pip", "install", "-q", "-e", f"{checkout}[notebooks]"]]
     assert sys.path[0] == os.path.abspath(checkout)
     monkeypatch.delenv("MNADLIB_SOURCE")
+    ran.clear()
+    exec(code, {})
+    assert ran == []  # no source set, mnadlib already installed (by a pip cell of the user's): used as it is
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ValueError, match="set MNADLIB_SOURCE"):
         exec(code, {})
 
