@@ -45,16 +45,21 @@ class InjectConfig:
 
     def __post_init__(self) -> None:
         self.speed_factor = (float(self.speed_factor[0]), float(self.speed_factor[1]))
-        if not (self.width == 0 or self.width >= 32) or self.clip_length < 10:
-            raise ConfigError(f"width must be 0 (the source's) or at least 32 pixels, and clip_length >= 10, got "
-                              f"{self.width} and {self.clip_length}")
-        if not 0 < self.train_fraction < 1:
-            raise ConfigError(f"train_fraction must be in (0, 1), got {self.train_fraction}")
-        if self.normal_test_videos < 0 or self.max_events < 1:
-            raise ConfigError("normal_test_videos must be >= 0 and max_events >= 1")
-        if not 0 < self.height_fraction <= 1 or not 0 < self.speed_factor[0] <= self.speed_factor[1]:
-            raise ConfigError("height_fraction must be in (0, 1] and speed_factor (low, high) with 0 < low <= high")
-
+        low, high = self.speed_factor
+        checks = [
+            (self.width == 0 or self.width >= 32, f"width must be 0 (the source's) or at least 32 pixels, got {self.width}"),
+            (self.clip_length >= 10, f"clip_length must be at least 10 frames, got {self.clip_length}"),
+            (0 < self.train_fraction < 1, f"train_fraction must be in (0, 1), got {self.train_fraction}"),
+            (self.normal_test_videos >= 0, f"normal_test_videos must be >= 0, got {self.normal_test_videos}"),
+            (self.max_events >= 1, f"max_events must be >= 1, got {self.max_events}"),
+            (0 < self.height_fraction <= 1, f"height_fraction (the injected actor's height / the frame's) must be "
+                                            f"in (0, 1], got {self.height_fraction}"),
+            (0 < low <= high, f"speed_factor must be (low, high) with 0 < low <= high, got ({low}, {high})"),
+            (1 <= self.jpeg_quality <= 100, f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}"),
+        ]
+        wrong = [message for ok, message in checks if not ok]
+        if wrong:
+            raise ConfigError("; ".join(wrong))
 
 def _resized(img: np.ndarray, width: int) -> np.ndarray:
     """A frame resized to ``width`` (aspect kept, area-averaged) when width > 0 and it is another width."""

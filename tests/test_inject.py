@@ -83,8 +83,11 @@ def test_bad_input_is_refused_and_nothing_is_overwritten(footage: Path, tmp_path
         inject(tmp_path / "missing.avi", tmp_path, "x", CFG)
     with pytest.raises(ValueError, match="train_fraction"):
         InjectConfig(train_fraction=1.0)
-    with pytest.raises(ValueError, match="at least 32 pixels"):
+    with pytest.raises(ValueError, match=r"^width must be 0 \(the source's\) or at least 32 pixels, got 7$"):
         InjectConfig(width=7)
+    with pytest.raises(ValueError, match=r"^clip_length must be at least 10 frames, got 5; height_fraction .* got nan; "
+                                         r"speed_factor must be \(low, high\) with 0 < low <= high, got \(3.0, 1.0\)$"):
+        InjectConfig(clip_length=5, height_fraction=float("nan"), speed_factor=(3, 1))
     path = inject(footage, tmp_path, "cam", CFG)
     stamp = (path / "testing" / "annotations.json").read_bytes()
     with pytest.raises(FileExistsError, match="overwrite"):
