@@ -117,6 +117,31 @@ def next_step(exc: PipelineError, out: Path) -> str:
     return f"after fixing the cause, continue with: python -m mnadlib.reproduce --resume {out}"
 
 
+KERNEL_SOCKET = re.compile(r"mnadlib-kernel-(\d+)-\d+")
+
+
+def remove_stale_kernel_sockets(folder: Path | None = None) -> list[Path]:
+    """Remove the kernel sockets that a pipeline killed with ``kill -9`` left in the temp folder; return them.
+
+    A socket is stale when the process whose id its name carries is gone; those of live processes stay.
+    """
+    removed: list[Path] = []
+    if os.name != "posix":  # only POSIX kernels use these sockets (and os.kill(pid, 0) is Ctrl-C on Windows)
+        return removed
+    for path in Path(folder or tempfile.gettempdir()).glob("mnadlib-kernel-*"):
+        match = KERNEL_SOCKET.fullmatch(path.name)
+        if not match or not path.is_socket():
+            continue
+        try:
+            os.kill(int(match[1]), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+        except (PermissionError, OverflowError):  # another user's live process, or no process id at all
+            continue
+    return removed
+
+
 def current_python_kernel(stderr_log: Path | None = None) -> type:
     """A kernel manager that launches ipykernel in ``sys.executable``, ignoring installed kernelspecs.
 
@@ -127,6 +152,8 @@ def current_python_kernel(stderr_log: Path | None = None) -> type:
     from ipykernel.kernelspec import get_kernel_dict
     from jupyter_client import AsyncKernelManager
     from jupyter_client.kernelspec import KernelSpec
+
+    remove_stale_kernel_sockets()
 
     class CurrentPythonKernel(AsyncKernelManager):
         """Kernel of the interpreter running the pipeline, over local sockets on POSIX (no TCP port opened)."""

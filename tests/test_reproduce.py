@@ -591,3 +591,18 @@ def test_short_footage_is_refused_before_a_kernel_starts_saying_how_long(tmp_pat
     reproduce._check_footage({"footage": str(video), "clip_length": 20})  # notebook 01's inject settings: enough
     with pytest.raises(ValueError, match="need at least 220 frames"):
         reproduce._check_footage({"footage": str(video), "clip_length": 20, "train_fraction": 0.9})
+
+
+def test_kernel_sockets_that_a_killed_pipeline_left_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
+    import socket
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    names = [f"mnadlib-kernel-{gone.pid}-1", f"mnadlib-kernel-{gone.pid}-2", f"mnadlib-kernel-{os.getpid()}-1"]
+    for name in names:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.bind(str(tmp_path / name))
+    (tmp_path / f"mnadlib-kernel-{gone.pid}-3").write_text("a file of that name, not a socket")
+    removed = reproduce.remove_stale_kernel_sockets(tmp_path)
+    assert sorted(p.name for p in removed) == names[:2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([names[2], f"mnadlib-kernel-{gone.pid}-3"])
