@@ -12,6 +12,7 @@ video files are read directly with OpenCV (:mod:`mnadlib.frames`). Layouts under
     ROOT/frame_labels_ped2.npy                   (1, N) frame labels, 1 = anomalous
     ROOT/shanghai/training/videos/01_001.avi     video files, anywhere frames are accepted
     ROOT/shanghai/testing/test_pixel_mask/01_0014.npy   (T, H, W) pixel masks
+    CUHK_Avenue/testing_videos/01.avi, CUHK_Avenue/ground_truth_demo/testing_label_mask/1_label.mat
     UCSDped2/Train/Train001/001.tif, UCSDped2/Test/Test001/001.tif, Test001_gt/001.bmp
 """
 
@@ -272,6 +273,34 @@ def read_npy(path: Path, what: str) -> np.ndarray:
         raise DataError(f"cannot read {what} {path} as a numeric .npy array ({err}); numpy.save one numeric array") from None
 
 
+AVENUE_MASK_DIRS = ("ground_truth_demo/testing_label_mask", "testing_label_mask")  # under the dataset root
+
+
+def read_mat_masks(path: Path) -> np.ndarray:
+    """CUHK Avenue's ``<n>_label.mat`` as bool (T, H, W): its ``volLabel`` holds one (H, W) mask per frame.
+
+    scipy's MATLAB reader builds arrays only (no code runs), so the release's files are read as they are.
+    """
+    from scipy.io import loadmat
+
+    try:
+        mat = loadmat(path)
+    except NotImplementedError:
+        raise DataError(f"mask file {path} is a MATLAB v7.3 (HDF5) file, which scipy does not read: save its masks "
+                        "as one (T, H, W) .npy per video (e.g. with h5py) and pass that") from None
+    except (ValueError, TypeError, OSError, IndexError, EOFError) as err:  # a cut-short file fails with any of these
+        raise DataError(f"cannot read mask file {path} as a MATLAB file ({err}); download it again") from None
+    if "volLabel" not in mat:
+        held = sorted(k for k in mat if not k.startswith("__"))
+        raise DataError(f"mask file {path} holds {held}, not CUHK Avenue's volLabel (one mask per frame); save the "
+                        "masks as one (T, H, W) .npy per video and pass that")
+    frames = [np.asarray(m) for m in np.asarray(mat["volLabel"], dtype=object).ravel()]
+    if not frames or any(f.ndim != 2 or f.shape != frames[0].shape for f in frames):
+        shapes = sorted({np.asarray(f).shape for f in frames})
+        raise DataError(f"volLabel in {path} should hold one 2-D mask per frame, all of one size; got shapes {shapes}")
+    return np.stack(frames) != 0
+
+
 def _lossy(f: Path) -> bool:
     """Whether an image file is lossily compressed: a JPEG, or a WebP whose image chunk is VP8 (VP8L is lossless)."""
     if f.suffix.lower() in JPEG_EXTS:
@@ -325,6 +354,10 @@ def load_masks(dataset_root_or_mask_path: str | os.PathLike, video: FrameSource)
     npy_roots += [root] if root.name == "test_pixel_mask" else []
     candidates = ([root] if root.suffix == ".npy" else []) + [d / f"{name}.npy" for d in npy_roots]
     candidates += [d / name for d in mask_roots] + [video.path.parent / f"{name}_gt"]
+    if root.suffix == ".mat":
+        candidates.insert(0, root)
+    if name.isdigit():  # CUHK Avenue's release: testing_videos/01.avi has ground_truth_demo/testing_label_mask/1_label.mat
+        candidates += [root / d / f"{int(name)}_label.mat" for d in AVENUE_MASK_DIRS]
     if root.is_dir() and media_files(root, IMAGE_EXTS + OTHER_IMAGE_EXTS):
         candidates.insert(0, root)
     found = next((c for c in candidates if c.is_file() or (c.is_dir() and media_files(c, IMAGE_EXTS + OTHER_IMAGE_EXTS))),
@@ -336,7 +369,9 @@ def load_masks(dataset_root_or_mask_path: str | os.PathLike, video: FrameSource)
         raise DataError(f"{other[0]} is a {other[0].suffix} image, which mnadlib does not read as a mask (masks are "
                         f"{', '.join(IMAGE_EXTS)} or one .npy per video): convert the masks of {found} to PNG "
                         f"(e.g. mogrify -format png *{other[0].suffix}) and remove the originals")
-    if found.is_file():
+    if found.suffix == ".mat":
+        masks = read_mat_masks(found)
+    elif found.is_file():
         masks = read_npy(found, "mask file")
         if masks.ndim != 3:
             raise DataError(f"mask file {found} has shape {masks.shape}; expected (T, H, W)")

@@ -174,7 +174,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    f"the GIF (default: the video file's, else {DEFAULT_FPS:g}: a frame folder records none)")
     p.add_argument("--offline", action="store_true", help="normalise scores over the whole video (the authors)")
     p.add_argument("--frame-threshold", type=float, help="regularity below this flags a frame")
-    p.add_argument("--masks", help="ground-truth masks (folder or .npy) to draw in green")
+    p.add_argument("--masks", help="ground-truth masks (folder, .npy or Avenue's .mat) to draw in green")
     p.add_argument("--gif-every", type=int, default=0, help="also write annotated.gif with every N-th frame")
     p.add_argument("--gif-height", type=int, default=160, help="panel height of annotated.gif in pixels")
     p.add_argument("--gif-frames", metavar="START:END", help="only these frames in annotated.gif")

@@ -671,3 +671,38 @@ def test_validate_layout_headers_checks_every_frames_size(ds, tmp_path):
     validate_layout(bad)
     with pytest.raises(DataError, match=rf"frame file .*{mid.name} is unreadable or corrupt"):
         validate_layout(bad, headers=True)
+
+
+def test_cuhk_avenue_mat_masks(tmp_path):
+    from scipy.io import savemat
+
+    root = tmp_path / "CUHK_Avenue"
+    (root / "testing_videos").mkdir(parents=True)
+    video = list_videos(write_video(root / "testing_videos" / "01.avi", [frame(k) for k in range(3)]).parent)[0]
+    truth = np.zeros((3, H, W), bool)
+    truth[1, 4:9, 10:20] = True
+    cells = np.empty((1, 3), dtype=object)  # MATLAB's 1xT cell, as the release saves volLabel
+    for k in range(3):
+        cells[0, k] = truth[k].astype(np.float64)
+    folder = root / "ground_truth_demo" / "testing_label_mask"
+    folder.mkdir(parents=True)
+    savemat(folder / "1_label.mat", {"volLabel": cells})
+    np.testing.assert_array_equal(load_masks(root, video), truth)
+    np.testing.assert_array_equal(load_masks(folder / "1_label.mat", video), truth)  # the file itself, passed as masks
+    savemat(folder / "1_label.mat", {"volLabel": cells[:, :2]})
+    with pytest.raises(DataError, match="2 masks but video 01 .* has 3 frames"):
+        load_masks(root, video)
+    savemat(folder / "1_label.mat", {"labels": truth.astype(np.uint8)})
+    with pytest.raises(DataError, match=r"holds \['labels'\], not CUHK Avenue's volLabel"):
+        load_masks(root, video)
+    odd = np.empty((1, 2), dtype=object)
+    odd[0, 0], odd[0, 1] = np.zeros((H, W)), np.zeros((H, W + 1))
+    savemat(folder / "1_label.mat", {"volLabel": odd})
+    with pytest.raises(DataError, match="one 2-D mask per frame, all of one size"):
+        load_masks(root, video)
+    (folder / "1_label.mat").write_bytes(b"MATLAB 7.3 MAT-file".ljust(116) + bytes(8) + b"\x00\x02IM" + bytes(64))
+    with pytest.raises(DataError, match="MATLAB v7.3 .*h5py"):
+        load_masks(root, video)
+    (folder / "1_label.mat").write_bytes(b"MATLAB 5.0 MAT-file" + bytes(40))
+    with pytest.raises(DataError, match="cannot read mask file .* as a MATLAB file"):
+        load_masks(root, video)
