@@ -4,6 +4,10 @@
 authors' protocol (batch 1, test-time update check on every frame); training times the full step
 of :func:`mnadlib.train.train_step` with the given batch size.
 
+``app`` times what the localization app (notebook 04) does on a video: loading it, then each kind
+of control change (a re-threshold) with the frame shown after it, and an export's finding every
+frame's regions.
+
 ``estimate`` answers "how long would the paper's run on Ped2, Avenue, ShanghaiTech or my own
 dataset take on this machine": it measures one training step, one scored frame and one frame read
 at a preset's settings, and multiplies them by the dataset's step and frame counts (published for
@@ -199,3 +203,35 @@ def estimate(dataset: str | Path, preset_name: str = "paper", method: Method = "
                      "eval_pass_s": round(eval_s, 1), "eval_pass_minutes": round(eval_s / 60, 2)},
         "note": "an estimate: measured unit times multiplied by the dataset's step and frame counts, not a measured run",
     }
+
+
+APP_CHANGES: tuple[dict[str, Any], ...] = (  # one of each kind of control change, as widgets.settings takes them
+    {"threshold": "otsu"}, {"threshold": "fixed", "value": 0.2}, {"min_area": 500},
+    {"map_kind": "error", "threshold": "otsu"})
+
+
+def app(video: str | Path, checkpoint: str | Path, threads: int = 2, frame: int | None = None) -> dict[str, Any]:
+    """Seconds the localization app takes on ``video``: open it, each change of APP_CHANGES and the frame shown, all regions."""
+    from .localize_video import LocalizeConfig, load_model
+    from .widgets import frame_view, open_session, settings
+
+    torch.set_num_threads(threads)
+    model, items, size = load_model(checkpoint)
+    t0 = time.perf_counter()
+    session = open_session(video, model, items, LocalizeConfig(size=size))
+    opened = time.perf_counter() - t0
+    shown = int(session.result.frames[len(session.result.frames) // 2]) if frame is None else frame
+    changes = []
+    for change in APP_CHANGES:
+        t0 = time.perf_counter()
+        settings(session, **change)
+        t1 = time.perf_counter()
+        frame_view(session, shown)
+        changes.append({"change": change, "settings_s": round(t1 - t0, 3), "frame_view_s": round(time.perf_counter() - t1, 3)})
+    t0 = time.perf_counter()
+    boxes = sum(map(len, session.result.boxes))
+    return {"video": str(video), "checkpoint": str(checkpoint), "threads": threads, "torch": torch.__version__,
+            "scored_frames": len(session.result.frames), "frame_size": list(session.source.frame_size),
+            "size": list(size), "frame_shown": shown, "open_session_s": round(opened, 2), "changes": changes,
+            "all_regions_s": round(time.perf_counter() - t0, 2), "all_regions_boxes": boxes,
+            "all_regions_note": "under the last change's settings, as an export of every frame finds them"}

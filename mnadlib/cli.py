@@ -124,23 +124,35 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCH_DEFAULTS: dict[str, Any] = {"sizes": ["64", "128", "256"], "batch": 4, "width": 1.0, "preset": "paper", "epochs": 0}
+BENCH_DEFAULTS: dict[str, Any] = {"sizes": ["64", "128", "256"], "batch": 4, "width": 1.0, "preset": "paper", "epochs": 0,
+                                  "method": "pred", "device": "cpu", "repeats": 5, "checkpoint": None}
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Print evaluation frames/s and training seconds/step for the given sizes, or a dataset's wall-time estimate."""
-    from .bench import estimate, run
+    from .bench import app, estimate, run
 
     low = [f"--{k} {getattr(args, k)}" for k in ("threads", "batch", "repeats") if getattr(args, k) < 1]
     if low or args.width <= 0:
         raise ConfigError(f"{', '.join(low) or f'--width {args.width}'} is not usable: --threads, --batch and "
                           "--repeats must be at least 1 and --width above 0")
-    other_mode = ("sizes", "batch", "width") if args.estimate else ("preset", "epochs")
+    if args.app and args.estimate:
+        raise ConfigError("--app and --estimate are two benchmarks: give one")
+    if args.app:
+        other_mode: tuple[str, ...] = ("sizes", "batch", "width", "preset", "epochs", "method", "device", "repeats")
+        why = "with --app, which times the committed weights (or --checkpoint) on the CPU"
+    elif args.estimate:
+        other_mode, why = ("sizes", "batch", "width", "checkpoint"), "with --estimate, which takes size, batch and width from --preset"
+    else:
+        other_mode, why = ("preset", "epochs", "checkpoint"), "without --estimate or --app"
     ignored = [f"--{k}" for k in other_mode if getattr(args, k) != BENCH_DEFAULTS[k]]
     if ignored:
-        why = "with --estimate, which takes size, batch and width from --preset" if args.estimate else "without --estimate"
         raise ConfigError(f"{', '.join(ignored)} {'do' if len(ignored) > 1 else 'does'} nothing {why}; drop it")
-    if args.estimate:
+    if args.app:
+        from .pipeline import WEIGHTS
+
+        report = app(args.app, args.checkpoint or WEIGHTS, threads=args.threads)
+    elif args.estimate:
         report = estimate(args.estimate, preset_name=args.preset, method=args.method, epochs=args.epochs,
                           threads=args.threads, device=args.device, repeats=args.repeats)
     else:
@@ -228,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "dataset folder with training/ and testing/ splits (counted)")
     b.add_argument("--preset", default=BENCH_DEFAULTS["preset"], help="with --estimate: paper (default) or cpu; its size, width, batch")
     b.add_argument("--epochs", type=int, default=BENCH_DEFAULTS["epochs"], help="with --estimate: training epochs; 0: the preset's")
+    b.add_argument("--app", metavar="VIDEO",
+                   help="instead: time the localization app (notebook 04) on a video: loading it, each kind of "
+                        "control change with the frame shown after it, and finding every frame's regions")
+    b.add_argument("--checkpoint", help="with --app: the model (default: the committed synthped weights)")
     b.set_defaults(func=cmd_bench)
 
     from .localize_cli import add_parser

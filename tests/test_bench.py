@@ -84,3 +84,20 @@ def test_throughput_report_and_the_estimate_command(capsys: pytest.CaptureFixtur
                      "--repeats", "1"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert not out["train_split_cached"] and out["train_frames_read"] == out["train_steps"] * 8 * 5
+
+
+def test_app_timing_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = generate(tmp_path, preset=TINY)
+    video = sorted((root / "testing" / "frames").iterdir())[0]
+    assert cli.main(["bench", "--app", str(video), "--threads", "1"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["scored_frames"] == 12 - 4 and rep["frame_size"] == [48, 72] and rep["size"] == [64, 64]
+    assert [c["change"] for c in rep["changes"]] == list(bench.APP_CHANGES)
+    assert all(c["settings_s"] >= 0 and c["frame_view_s"] > 0 for c in rep["changes"]) and rep["open_session_s"] > 0
+    assert rep["checkpoint"].endswith("mnad_pred_synthped_cpu.pt") and rep["all_regions_boxes"] >= 0
+    for args, message in ((["--app", str(video), "--estimate", "ped2"], "two benchmarks: give one"),
+                          (["--app", str(video), "--sizes", "128"], "--sizes does nothing with --app"),
+                          (["--checkpoint", "x.pt"], "--checkpoint does nothing without --estimate or --app"),
+                          (["--app", str(tmp_path / "none.avi")], "does not exist")):
+        assert cli.main(["bench", *args]) == 2
+        assert message in capsys.readouterr().err, args

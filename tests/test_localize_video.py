@@ -87,6 +87,23 @@ def test_relocalize_over_kinds_and_thresholds(setup, kind, threshold):
     assert sum(map(len, res.boxes)) >= sum(map(len, relocalize(res, min_area=40).boxes))
 
 
+def test_boxes_are_found_per_frame_when_asked_for_and_read_as_a_list(setup, monkeypatch):
+    import mnadlib.localize_video as lv
+
+    calls: list[int] = []
+    regions = lv._regions
+    monkeypatch.setattr(lv, "_regions", lambda res, k, thr: calls.append(k) or regions(res, k, thr))
+    res = relocalize(setup[4], threshold="otsu", min_area=0)
+    assert calls == []  # a re-threshold finds no region until a frame is shown
+    n = len(res.frames)
+    assert res.boxes[-1] == res.boxes[n - 1] and calls == [n - 1]  # found once, then kept
+    eager = [lv.regions_to_records(int(f), regions(res, k, float(res.pixel_thresholds[k]))) for k, f in enumerate(res.frames)]
+    assert res.boxes == eager and eager == res.boxes and res.boxes[1:3] == eager[1:3] and len(res.boxes) == n
+    assert sum(map(len, eager)) > 0 and sorted(calls) == list(range(n))
+    with pytest.raises(IndexError):
+        res.boxes[n]
+
+
 def test_otsu_and_fixed_thresholds_report_regions(setup):
     assert sum(map(len, relocalize(setup[4], threshold="otsu", min_area=0).boxes)) > 0
     assert sum(map(len, relocalize(setup[4], map_kind="error", threshold=0.0, min_area=0).boxes)) > 0
