@@ -347,7 +347,10 @@ def _table(res: dict[str, Any]) -> str:
         lines += ["", "Frame AUC % of each anomaly kind (its frames against every normal frame; protocol and running-max)",
                   format_table(res["by_kind"], ("kind", "frames", "frame_auc", "frame_auc_running"))]
     if res.get("by_size"):
-        lines += ["", "Frame AUC % by the anomaly's visible area, % of the frame (protocol and running-max)",
+        masked = res.get("by_size_videos") or {}
+        part = (f"; pixel masks for {masked['with_masks']} of {masked['test_videos']} test videos, the others' "
+                "anomalous frames left out" if masked and masked["with_masks"] < masked["test_videos"] else "")
+        lines += ["", f"Frame AUC % by the anomaly's visible area, % of the frame (protocol and running-max{part})",
                   format_table(res["by_size"], ("visible_area", "frames", "frame_auc", "frame_auc_running"))]
     return "\n".join(lines)
 

@@ -40,7 +40,8 @@ def test_smoke_run_end_to_end_then_refuses_to_overwrite(tmp_path: Path) -> None:
     assert results["by_size"] and {r["visible_area"] for r in results["by_size"]} <= set(AREA_BINS)
     scored = json.loads((run / "results" / "eval_pred_mem.json").read_text())["videos"].values()
     assert sum(r["frames"] for r in results["by_size"]) == sum(sum(v["label"]) for v in scored)  # every anomalous frame binned
-    assert "visible area" in done.stdout
+    assert "visible area" in done.stdout and "pixel masks for" not in done.stdout
+    assert results["by_size_videos"] == {"with_masks": len(scored), "test_videos": len(scored)}  # synthped masks every video
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "ok" and manifest["python"] == sys.executable and manifest["smoke"]
     assert [s["notebook"] for s in manifest["steps"]] == ["01_prepare_data", "02_train_pred_mem", "02_train_pred_nomem",
@@ -510,6 +511,21 @@ def test_a_nan_auc_is_null_in_results_json_and_printed_as_missing(tmp_path: Path
     results = json.loads((tmp_path / "results.json").read_text(), parse_constant=refuse)
     assert results["main"]["macro_auc"] is None and results["by_kind"][0]["frame_auc"] is None
     assert "macro AUC - (no test video holds both classes)" in reproduce.summary(tmp_path)
+
+
+def test_the_visible_area_table_says_when_only_some_videos_have_masks(tmp_path: Path) -> None:
+    run = pipeline.RunFolder(tmp_path)
+    row = {"visible_area": "1-2 %", "frames": 206, "frame_auc": 64.8, "frame_auc_running": 63.2}
+    base = {"params": {"dataset": "UCSDped1"}, "main": {"variant": "pred_mem", "frame_auc": 0.8, "macro_auc": 0.7},
+            "claims": {"min_auc": 0.0, "holds": True}, "table1": pipeline.table1({"pred": {"UCSDped1": 80.0}}),
+            "ablation": [], "by_size": [row]}
+    pipeline.write_results(run, {**base, "by_size_videos": {"with_masks": 10, "test_videos": 36}})
+    assert ("running-max; pixel masks for 10 of 36 test videos, the others' anomalous frames left out)"
+            in reproduce.summary(tmp_path))
+    pipeline.write_results(run, {**base, "by_size_videos": {"with_masks": 36, "test_videos": 36}})
+    assert "(protocol and running-max)\n" in reproduce.summary(tmp_path)
+    pipeline.write_results(run, base)  # a results.json of an earlier version, without the count
+    assert "(protocol and running-max)\n" in reproduce.summary(tmp_path)
 
 
 def test_pick_examples_and_tables() -> None:
