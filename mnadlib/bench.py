@@ -210,7 +210,7 @@ APP_CHANGES: tuple[dict[str, Any], ...] = (  # one of each kind of control chang
     {"map_kind": "error", "threshold": "otsu"})
 
 
-def app(video: str | Path, checkpoint: str | Path, threads: int = 2, frame: int | None = None) -> dict[str, Any]:
+def app(video: str | Path, checkpoint: str | Path, threads: int = 2) -> dict[str, Any]:
     """Seconds the localization app takes on ``video``: open it, each change of APP_CHANGES and the frame shown, all regions."""
     from .localize_video import LocalizeConfig, load_model
     from .widgets import frame_view, open_session, settings
@@ -220,7 +220,7 @@ def app(video: str | Path, checkpoint: str | Path, threads: int = 2, frame: int 
     t0 = time.perf_counter()
     session = open_session(video, model, items, LocalizeConfig(size=size))
     opened = time.perf_counter() - t0
-    shown = int(session.result.frames[len(session.result.frames) // 2]) if frame is None else frame
+    shown = int(session.result.frames[len(session.result.frames) // 2])  # a frame from the middle of the video
     changes = []
     for change in APP_CHANGES:
         t0 = time.perf_counter()

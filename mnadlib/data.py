@@ -296,7 +296,7 @@ def read_mat_masks(path: Path) -> np.ndarray:
                         "masks as one (T, H, W) .npy per video and pass that")
     frames = [np.asarray(m) for m in np.asarray(mat["volLabel"], dtype=object).ravel()]
     if not frames or any(f.ndim != 2 or f.shape != frames[0].shape for f in frames):
-        shapes = sorted({np.asarray(f).shape for f in frames})
+        shapes = sorted({f.shape for f in frames})
         raise DataError(f"volLabel in {path} should hold one 2-D mask per frame, all of one size; got shapes {shapes}")
     return np.stack(frames) != 0
 
@@ -352,10 +352,8 @@ def load_masks(dataset_root_or_mask_path: str | os.PathLike, video: FrameSource)
     mask_roots = [root / "testing" / "masks", root / "masks"] + ([root] if root.name == "masks" else [])
     npy_roots = [root / "testing" / "test_pixel_mask", root / "test_pixel_mask"]
     npy_roots += [root] if root.name == "test_pixel_mask" else []
-    candidates = ([root] if root.suffix == ".npy" else []) + [d / f"{name}.npy" for d in npy_roots]
+    candidates = ([root] if root.suffix in (".npy", ".mat") else []) + [d / f"{name}.npy" for d in npy_roots]
     candidates += [d / name for d in mask_roots] + [video.path.parent / f"{name}_gt"]
-    if root.suffix == ".mat":
-        candidates.insert(0, root)
     if name.isdigit():  # CUHK Avenue's release: testing_videos/01.avi has ground_truth_demo/testing_label_mask/1_label.mat
         candidates += [root / d / f"{int(name)}_label.mat" for d in AVENUE_MASK_DIRS]
     if root.is_dir() and media_files(root, IMAGE_EXTS + OTHER_IMAGE_EXTS):

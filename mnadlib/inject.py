@@ -61,6 +61,7 @@ class InjectConfig:
         if wrong:
             raise ConfigError("; ".join(wrong))
 
+
 def _resized(img: np.ndarray, width: int) -> np.ndarray:
     """A frame resized to ``width`` (aspect kept, area-averaged) when width > 0 and it is another width."""
     if width and img.shape[1] != width:
