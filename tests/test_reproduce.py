@@ -20,10 +20,12 @@ from mnadlib.checkpoint import WriteError
 from mnadlib.data import DataError
 from mnadlib.evaluate import EvalResult, VideoScores
 
+PIPELINE_TIMEOUT = 1500  # s; a guard against a hung pipeline, not a time claim (a loaded machine took over 600)
+
 
 def test_smoke_run_end_to_end_then_refuses_to_overwrite(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "mnadlib.reproduce", "--smoke", "--name", "smoke", "--runs-dir", str(tmp_path)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=PIPELINE_TIMEOUT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "without encryption" not in done.stderr  # the kernels talk over local sockets, not TCP
     run = tmp_path / "smoke"
@@ -65,7 +67,7 @@ def test_smoke_run_on_own_footage_with_injected_anomalies(tmp_path: Path, walkin
     video = walking_footage(tmp_path / "cam", n=330)
     cmd = [sys.executable, "-m", "mnadlib.reproduce", "--smoke", "--name", "cam", "--runs-dir", str(tmp_path / "runs"),
            "--dataset", "mycam", "--variants", "pred_mem", "-p", "footage", str(video)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=PIPELINE_TIMEOUT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     run = tmp_path / "runs" / "cam"
     meta = json.loads((run / "data" / "mycam" / "testing" / "annotations.json").read_text())
@@ -157,7 +159,7 @@ def test_ctrl_c_then_resume_skips_finished_notebooks_and_continues_training(tmp_
     prepared = (run / "notebooks" / "01_prepare_data.ipynb").read_bytes()
 
     done = subprocess.run([sys.executable, "-m", "mnadlib.reproduce", "--resume", str(run)],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=PIPELINE_TIMEOUT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "01_prepare_data: done in an earlier attempt, skipped" in done.stdout and "Ablation" in done.stdout
     assert (run / "notebooks" / "01_prepare_data.ipynb").read_bytes() == prepared  # not run again
