@@ -10,7 +10,8 @@ normalises PSNR and feature distance with statistics of normal frames (``Streami
 so a score needs no future frames; without it each video is min-max normalised as the authors do.
 
 Model-resolution predictions are kept, so :func:`relocalize` re-thresholds with another map kind,
-threshold or minimum area without running the model again (the interactive widget does this).
+threshold or minimum area without running the model again (the interactive widget does this);
+past a memory budget they go to a temporary file (``framestore.py``), so long footage fits.
 :func:`fit_on_frames` trains a model on a normal stretch of the same footage, for a camera that
 has no training split. Drawing and output files: ``localize_output.py``; metrics on a labelled
 dataset: ``localize_eval.py``; the ``localize`` sub-command: ``localize_cli.py``.
@@ -19,13 +20,14 @@ dataset: ``localize_eval.py``; the ``localize`` sub-command: ``localize_cli.py``
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 import cv2
 import numpy as np
@@ -38,6 +40,7 @@ from . import scoring
 from .checkpoint import open_checkpoint
 from .config import ConfigError, EvalConfig, preset, validate_size
 from .frames import DataError, FrameSource, VideoFile, open_source
+from .framestore import FrameStore
 from .evaluate import iter_frames
 from .localize import (FORK_LEVEL, VALID_RANGE, LocalizeError, MapKind, Region, StreamingNormalizer, calibrate_threshold,
                        error_map, find_regions, fork_threshold_mask, memory_map, otsu_threshold,
@@ -243,14 +246,18 @@ def normalizer(normal: NormalReference, alpha: float) -> StreamingNormalizer:
 
 
 def _run(model: MNAD, items: torch.Tensor | None, source: FrameSource, size: tuple[int, int],
-         cfg: LocalizeConfig, progress: bool, desc: str, keep: int = 1, first: int = 0) -> dict[str, list]:
+         cfg: LocalizeConfig, progress: bool, desc: str, keep: int = 1, first: int = 0) -> dict[str, Any]:
     """Score every frame of one source; keep statistics, and the model-resolution arrays of every keep-th
     frame, counting from ``first`` (the frames scored before this source)."""
     if len(source) < model.cfg.t_length:
         raise LocalizeError(f"{source.path} has {len(source)} frames but the model needs at least "
                             f"t_length={model.cfg.t_length}")
     ecfg = EvalConfig(alpha=cfg.alpha, th=cfg.th, size=size, test_time_update=cfg.test_time_update, device=cfg.device)
-    out: dict[str, list] = {k: [] for k in ("frames", "psnr", "dist", "preds", "targets", "dists")}
+    out: dict[str, Any] = {k: [] for k in ("frames", "psnr", "dist")}
+    # kept arrays in blocks, then in a temporary file past a memory budget (framestore.py);
+    # a model without memory has no distances
+    out["preds"], out["targets"] = FrameStore(), FrameStore()
+    out["dists"] = [] if items is None or model.memory is None else FrameStore()
     steps = iter_frames(model, items, [source], ecfg)
     n = len(source) - model.cfg.t_length + 1
     for i, step in enumerate(tqdm(steps, total=n, desc=desc, disable=not progress, leave=False)):
@@ -321,15 +328,15 @@ class LocalizeResult:
     frames: np.ndarray  # (N,) indices of the scored frames in the video
     psnr: np.ndarray  # (N,)
     dist: np.ndarray  # (N,) feature distance
-    preds: list[np.ndarray]  # (h, w, C) uint8 model-resolution predictions
-    targets: list[np.ndarray]  # (h, w, C) uint8 model-resolution inputs
-    dists: list[np.ndarray | None]  # (h/8, w/8) memory distances
+    preds: Sequence[np.ndarray]  # (h, w, C) uint8 model-resolution predictions (a FrameStore)
+    targets: Sequence[np.ndarray]  # (h, w, C) uint8 model-resolution inputs (a FrameStore)
+    dists: Sequence[np.ndarray | None]  # (h/8, w/8) memory distances (a FrameStore); None without memory
     normal: NormalReference | None = None
     regularity: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (N,) higher = more normal
     frame_threshold: float = 0.0  # regularity below this is anomalous
     flags: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # (N,) anomalous frames
-    pixel_thresholds: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (N,) map threshold per frame
-    boxes: Sequence[list[dict]] = field(default_factory=list)  # per frame: regions_to_records rows (FrameBoxes)
+    pixel_thresholds: Sequence[float] = field(default_factory=list)  # (N,) map threshold per frame (PerFrame)
+    boxes: Sequence[list[dict]] = field(default_factory=list)  # per frame: regions_to_records rows (PerFrame)
 
     def index(self, frame: int) -> int:
         """Position of a video frame index among the scored frames."""
@@ -388,9 +395,7 @@ def _pixel_threshold(res: LocalizeResult, k: int) -> float:
         return otsu_threshold(amap) if np.ptp(amap) > 0 else float(amap.max())
     if cfg.threshold != "calibrated":
         return float(cfg.threshold)  # a number, range-checked by LocalizeConfig
-    if res.normal is None:
-        raise LocalizeError("threshold 'calibrated' needs normal frames (--normal or --normal-frames, "
-                            "or normal=fit_normal(...)); or use 'otsu' or a number")
+    assert res.normal is not None, "relocalize checks that 'calibrated' has normal frames"
     return res.normal.pixel_threshold(cfg.map_kind, cfg.percentile, cfg.smooth_sigma)
 
 
@@ -415,45 +420,61 @@ def relocalize(res: LocalizeResult, cfg: LocalizeConfig | None = None, **changes
     cfg = dataclasses.replace(cfg or res.cfg, **changes)
     if cfg.size is not None and cfg.size != res.size:
         raise LocalizeError(f"this result was computed at size {res.size}; run localize again for {cfg.size}")
+    if cfg.threshold == "calibrated" and res.normal is None:
+        raise LocalizeError("threshold 'calibrated' needs normal frames (--normal or --normal-frames, "
+                            "or normal=fit_normal(...)); or use 'otsu' or a number")
     new = dataclasses.replace(res, cfg=dataclasses.replace(cfg, size=res.size))
     new.regularity, new.frame_threshold = rescore(new, cfg.alpha)
     new.flags = new.regularity < new.frame_threshold
-    new.pixel_thresholds = np.array([_pixel_threshold(new, k) for k in range(len(new.frames))])
-    new.boxes = FrameBoxes(new)
+    n = len(new.frames)
+    new.pixel_thresholds = PerFrame(n, functools.partial(_pixel_threshold, new))  # partials, not lambdas: a result pickles
+    new.boxes = PerFrame(n, functools.partial(_records, new))
     return new
 
 
-class FrameBoxes(Sequence[list[dict]]):
-    """A result's regions per scored frame, found when first asked for and kept.
+def _records(res: LocalizeResult, k: int) -> list[dict]:
+    """regions_to_records rows of scored frame k."""
+    return regions_to_records(int(res.frames[k]), _regions(res, k, float(res.pixel_thresholds[k])))
+
+
+T = TypeVar("T")
+
+
+class PerFrame(Sequence[T]):
+    """A result's value per scored frame (map threshold, regions), computed when first asked for and kept.
 
     The app re-thresholds at every change of a control and then shows one frame: finding every
-    frame's regions up front took 8-45 s per change on vtest.avi (791 scored frames, 768x576).
+    frame's regions up front took 8-45 s per change on vtest.avi (791 scored frames, 768x576), and
+    every frame's Otsu threshold 3.7 s. ``np.asarray`` computes them all.
     """
 
-    def __init__(self, res: LocalizeResult) -> None:
-        self._res = res
-        self._rows: list[list[dict] | None] = [None] * len(res.frames)
+    def __init__(self, n: int, compute: Callable[[int], T]) -> None:
+        self._compute = compute
+        self._values: list[T | None] = [None] * n
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._values)
 
     @overload
-    def __getitem__(self, k: int) -> list[dict]: ...
+    def __getitem__(self, k: int) -> T: ...
 
     @overload
-    def __getitem__(self, k: slice) -> list[list[dict]]: ...
+    def __getitem__(self, k: slice) -> list[T]: ...
 
-    def __getitem__(self, k: int | slice) -> list[dict] | list[list[dict]]:
+    def __getitem__(self, k: int | slice) -> T | list[T]:
         if isinstance(k, slice):
             return [self[i] for i in range(*k.indices(len(self)))]
         k = range(len(self))[k]  # IndexError past either end, as a list's
-        if self._rows[k] is None:
-            res = self._res
-            self._rows[k] = regions_to_records(int(res.frames[k]), _regions(res, k, float(res.pixel_thresholds[k])))
-        return self._rows[k]
+        value = self._values[k]
+        if value is None:
+            value = self._values[k] = self._compute(k)
+        return value
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        return np.asarray(list(self), dtype=dtype)
 
 
 def localize(source: str | Path | FrameSource, model: MNAD, items: torch.Tensor | None, cfg: LocalizeConfig,

@@ -11,6 +11,7 @@ import csv
 import dataclasses
 import json
 import os
+import pickle
 import re
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from mnadlib.config import ConfigError, ModelConfig
 from mnadlib.data import list_videos, load_masks, split_dir
 from mnadlib.frames import DataError, FrameSource, frames_to_video, open_source
 from mnadlib.localize import LocalizeError
-from mnadlib import localize_cli, localize_output, localize_video
+from mnadlib import framestore, localize_cli, localize_output, localize_video
 from mnadlib.localize_eval import FORK, FORK_NAME, OURS, OURS_NAME, default_modes, format_table, localization_metrics
 from mnadlib.localize_output import check_masks, panels, write_outputs, write_video
 from mnadlib.model import MNAD
@@ -66,7 +67,7 @@ def test_result_covers_every_scored_frame_at_frame_resolution(setup):
     model, _, _, video, res = setup
     n = len(video) - model.cfg.t_length + 1
     assert list(res.frames) == list(range(model.cfg.t_length - 1, len(video)))
-    assert res.regularity.shape == res.flags.shape == res.pixel_thresholds.shape == (n,)
+    assert res.regularity.shape == res.flags.shape == np.asarray(res.pixel_thresholds).shape == (n,)
     for kind in ("ssim", "error", "memory"):
         assert res.map(0, kind).shape == video.frame_size == (48, 64)
     h, w = video.frame_size
@@ -87,21 +88,42 @@ def test_relocalize_over_kinds_and_thresholds(setup, kind, threshold):
     assert sum(map(len, res.boxes)) >= sum(map(len, relocalize(res, min_area=40).boxes))
 
 
-def test_boxes_are_found_per_frame_when_asked_for_and_read_as_a_list(setup, monkeypatch):
+def test_boxes_and_thresholds_are_found_per_frame_when_asked_for_and_read_as_a_list(setup, monkeypatch):
     import mnadlib.localize_video as lv
 
     calls: list[int] = []
-    regions = lv._regions
+    thresholds: list[int] = []
+    regions, pixel_threshold = lv._regions, lv._pixel_threshold
     monkeypatch.setattr(lv, "_regions", lambda res, k, thr: calls.append(k) or regions(res, k, thr))
+    monkeypatch.setattr(lv, "_pixel_threshold", lambda res, k: thresholds.append(k) or pixel_threshold(res, k))
     res = relocalize(setup[4], threshold="otsu", min_area=0)
-    assert calls == []  # a re-threshold finds no region until a frame is shown
+    assert calls == thresholds == []  # a re-threshold finds no Otsu threshold and no region until a frame is shown
     n = len(res.frames)
-    assert res.boxes[-1] == res.boxes[n - 1] and calls == [n - 1]  # found once, then kept
+    assert res.boxes[-1] == res.boxes[n - 1] and calls == thresholds == [n - 1]  # found once, then kept
     eager = [lv.regions_to_records(int(f), regions(res, k, float(res.pixel_thresholds[k]))) for k, f in enumerate(res.frames)]
     assert res.boxes == eager and eager == res.boxes and res.boxes[1:3] == eager[1:3] and len(res.boxes) == n
-    assert sum(map(len, eager)) > 0 and sorted(calls) == list(range(n))
+    assert sum(map(len, eager)) > 0 and sorted(calls) == sorted(thresholds) == list(range(n))
+    otsu = np.asarray(res.pixel_thresholds)
+    assert otsu.shape == (n,) and otsu.tolist() == [pixel_threshold(res, k) for k in range(n)] and np.ptp(otsu) > 0
     with pytest.raises(IndexError):
         res.boxes[n]
+    with pytest.raises(IndexError):
+        res.pixel_thresholds[-n - 1]
+
+
+def test_a_video_past_the_memory_budget_is_kept_in_a_temporary_file_and_localized_alike(setup, monkeypatch):
+    model, items, normal, video, res = setup
+    monkeypatch.setattr(framestore, "RAM_BYTES", 2 * res.preds[0].nbytes)  # two frames in memory, the rest on disk
+    spilled = localize(video, model, items, res.cfg, normal=normal, progress=False)
+    n = len(res.frames)
+    assert spilled.preds.on_disk == spilled.targets.on_disk == n - 2 > 0
+    assert all(np.array_equal(a, b) for a, b in zip([*spilled.preds, *spilled.targets], [*res.preds, *res.targets]))
+    assert np.array_equal(spilled.regularity, res.regularity) and spilled.boxes == res.boxes
+    otsu = relocalize(spilled, threshold="otsu", min_area=0)
+    assert otsu.boxes == relocalize(res, threshold="otsu", min_area=0).boxes and sum(map(len, otsu.boxes)) > 0
+    again = pickle.loads(pickle.dumps(otsu))  # a result saved for later keeps its frames and its lazy regions
+    assert again.preds.on_disk == n - 2 and again.boxes == otsu.boxes
+    assert np.asarray(again.pixel_thresholds).tolist() == np.asarray(otsu.pixel_thresholds).tolist()
 
 
 def test_otsu_and_fixed_thresholds_report_regions(setup):
@@ -129,6 +151,8 @@ def test_streaming_needs_normal_frames_and_offline_does_not(setup):
         localize(video, model, items, LocalizeConfig(size=SIZE, threshold="otsu"), progress=False)
     off = localize(video, model, items, LocalizeConfig(size=SIZE, threshold="otsu", streaming=False), progress=False)
     assert np.allclose(off.regularity, regularity(off.psnr, off.dist, 0.6))
+    with pytest.raises(LocalizeError, match=r"^threshold 'calibrated' needs normal frames \(--normal"):
+        relocalize(off, threshold="calibrated")  # at the change, not when a frame is shown
     stream = relocalize(res, alpha=1.0)
     assert stream.flags.tolist() == (stream.regularity < stream.frame_threshold).tolist()
 
