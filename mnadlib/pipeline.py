@@ -300,9 +300,12 @@ def rounded(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], digits: int 
     return [{k: float(f"{r[k]:.{digits}g}") if isinstance(r[k], float) else r[k] for k in keys} for r in rows]
 
 
-def variant_name(method: str, use_memory: bool) -> str:
-    """Folder name of a trained variant, e.g. ``pred_mem``."""
-    return f"{method}_{'mem' if use_memory else 'nomem'}"
+def variant_name(method: str, use_memory: bool, authors: bool = False) -> str:
+    """Name of a variant, e.g. ``pred_mem`` (a folder under train/); ``authors_pred_mem`` for the authors' pickles.
+
+    The prefix keeps 03's ``eval_<variant>.json`` and 05's curves of the authors' model apart from the run's own.
+    """
+    return f"{'authors_' if authors else ''}{method}_{'mem' if use_memory else 'nomem'}"
 
 
 def resolve_checkpoint(checkpoint: str, method: str, run: RunFolder, dataset: str) -> Path:

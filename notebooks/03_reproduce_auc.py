@@ -22,7 +22,9 @@
 # is below `th`, PSNR and feature distance min-max normalised per video and combined with `alpha`,
 # and the frame AUC over all test videos concatenated. The checkpoint is ours (`model.pt` from
 # 02) or the authors' / MNADrc's pickles (`original_model` + `original_keys`, loaded through an
-# allow-list unpickler; they run at `original_size`, 256 in the paper). For Ped2, Avenue or
+# allow-list unpickler; they run at `original_size`, 256 in the paper; their results are named
+# `authors_<method>_mem`, so they sit beside the run's own model's, and 02's trained variants join
+# the ablation). For Ped2, Avenue or
 # ShanghaiTech, point `data_root` at the folder holding `<dataset>/` and the authors'
 # `frame_labels_<dataset>.npy` (or pass `labels`), and set `min_auc` to the claim you check.
 #
@@ -121,7 +123,7 @@ t_eval = time.time()
 result = evaluate(main.model, main.items, videos, cfg, frame_labels)
 pipeline.check_auc(result, ds.path)  # a test set of one class has no frame AUC: a clear error, not a TypeError
 eval_s = round(time.time() - t_eval, 1)
-variant = pipeline.variant_name(method, main.items is not None)
+variant = pipeline.variant_name(method, main.items is not None, authors=bool(original_model))
 result.write_json(run.results / f"eval_{variant}.json")
 macro_auc = result.to_dict()["macro_auc"]  # None (null in results.json, which has no NaN) when no video holds both classes
 print(f"frame AUC {100 * result.auc:.2f}%  macro AUC {'-' if macro_auc is None else f'{100 * macro_auc:.2f}%'}  "

@@ -102,7 +102,7 @@ main = pipeline.load_model(ckpt, method, original_model, original_keys, resolve_
 ds = pipeline.prepare_dataset(Path(data_root) if data_root else run.data, dataset, generate=not data_root, labels=labels)
 alpha = alpha if alpha >= 0 else preset("paper", method).eval.alpha
 cfg = pipeline.eval_config(alpha, main.size, update=True, device=device, th=th)
-variant = pipeline.variant_name(method, main.items is not None)
+variant = pipeline.variant_name(method, main.items is not None, authors=bool(original_model))
 videos = ds.videos("testing")
 frame_labels = ds.test_labels(videos)
 figures = []

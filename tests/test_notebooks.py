@@ -186,6 +186,32 @@ def test_03_reproduces_the_authors_auc_with_their_pickles(tmp_path: Path, parity
                                progress_bar=False, kernel_manager_class=current_python_kernel())
     main = json.loads((tmp_path / "run" / "results.json").read_text())["main"]
     assert main["frame_auc"] == pytest.approx(float(rec["auc"]), abs=1e-12)
+    assert main["variant"] == "authors_pred_mem"  # not the name of the run's own trained pred_mem
+    assert [p.name for p in (tmp_path / "run" / "results").glob("eval_*.json")] == ["eval_authors_pred_mem.json"]
+
+
+def test_03_on_the_authors_pickles_keeps_the_runs_own_model_beside_them(tmp_path: Path, parity: Path,
+                                                                        tiny_checkpoint) -> None:
+    """The authors' results are authors_pred_mem; the run's own pred_mem is scored in the ablation, not overwritten."""
+    import json
+
+    from mnadlib.synth import SynthPreset, generate
+
+    tiny = SynthPreset(size=(48, 64), train_lengths=(14, 14), test_lengths=(16, 18), normal_test_videos=0, max_events=1,
+                       crowd=(1, 2))
+    generate(tmp_path / "data", preset=tiny)  # the ablation's normal-frame rows need a training split
+    tiny_checkpoint(tmp_path / "run" / "train" / "pred_mem" / "model.pt", (32, 32))
+    params = {"method": "pred", "original_model": str(parity / "pred" / "model.pth.gz"),
+              "original_keys": str(parity / "pred" / "keys.pt.gz"), "original_size": 64, "data_root": str(tmp_path / "data"),
+              "min_auc": 0.0, "device": "cpu", "out_dir": str(tmp_path / "run")}
+    papermill.execute_notebook(str(NOTEBOOK_DIR / "03_reproduce_auc.ipynb"), str(tmp_path / "03.ipynb"), parameters=params,
+                               progress_bar=False, kernel_manager_class=current_python_kernel())
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    results = tmp_path / "run" / "results"
+    authors, own = (json.loads((results / f"eval_{n}.json").read_text()) for n in ("authors_pred_mem", "pred_mem"))
+    assert authors["auc"] == res["main"]["frame_auc"] and own["auc"] != authors["auc"]
+    assert [r["frame_auc"] for r in res["ablation"] if r["model"] == "pred_mem" and r["setting"] == "paper protocol"] \
+        == [round(100 * own["auc"], 2)]
 
 
 def test_03_writes_a_macro_auc_without_a_video_of_both_classes_as_null(tmp_path: Path, parity: Path) -> None:
@@ -247,7 +273,8 @@ def test_05_draws_the_figures_of_the_authors_pickles(tmp_path: Path, parity: Pat
     out = json.loads((tmp_path / "run" / "results" / "05_result_figures.json").read_text())
     assert out["checkpoint"] == f"{params['original_model']} + {params['original_keys']}"
     assert out["frame_auc"] == pytest.approx(float(rec["auc"]), abs=1e-12)
-    assert out["roc_curves"] == ["pred_mem, paper protocol", "pred_mem, PSNR only", "pred_mem, patch-level error"]
+    assert out["roc_curves"] == ["authors_pred_mem, paper protocol", "authors_pred_mem, PSNR only",
+                                 "authors_pred_mem, patch-level error"]
 
 
 def test_default_out_dir_does_not_shadow_the_package(tmp_path: Path) -> None:
