@@ -3,9 +3,9 @@
 Localizing a video keeps every scored frame's model-resolution prediction and input, so that
 :func:`mnadlib.localize_video.relocalize` (and the app) can re-threshold without the model. At
 256x256 that is 393 KB a frame: an hour of 25 fps footage would hold 35 GB in memory. A
-:class:`FrameStore` keeps its first ``ram_bytes`` in memory and appends the rest to an unnamed
-temporary file (``tempfile.TemporaryFile`` in ``TMPDIR``), which the system removes when the
-store is closed, garbage-collected or its process ends.
+:class:`FrameStore` keeps arrays in memory while all live stores together hold at most RAM_BYTES,
+and appends the rest to an unnamed temporary file (``tempfile.TemporaryFile`` in ``TMPDIR``),
+which the system removes when the store is closed, garbage-collected or its process ends.
 
 In memory the arrays lie in blocks of CHUNK_BYTES, each its own mapping (glibc's malloc maps any
 block over 32 MiB by itself). Small arrays kept one by one lie between the model's temporaries in
@@ -18,13 +18,37 @@ from __future__ import annotations
 
 import tempfile
 import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import IO, Any, overload
 
 import numpy as np
 
-RAM_BYTES = 1 << 30  # a store's arrays kept in memory before it spills to disk (1 GiB)
+RAM_BYTES = 1 << 30  # what all live stores together keep in memory; past it they spill to disk (1 GiB)
 CHUNK_BYTES = 33 << 20  # in-memory block size: over glibc's largest mmap threshold (32 MiB)
+_in_ram = [0]  # bytes all live stores hold in memory
+_in_ram_lock = threading.Lock()
+
+
+def ram_in_use() -> int:
+    """Bytes of arrays that all live stores hold in memory."""
+    return _in_ram[0]
+
+
+def _reserve(nbytes: int) -> bool:
+    """Count ``nbytes`` against RAM_BYTES if they fit."""
+    with _in_ram_lock:
+        if _in_ram[0] + nbytes > RAM_BYTES:
+            return False
+        _in_ram[0] += nbytes
+        return True
+
+
+def _release(account: list[int]) -> None:
+    """Give back what a store counted against RAM_BYTES (at close, or when it is garbage-collected)."""
+    with _in_ram_lock:
+        _in_ram[0] -= account[0]
+        account[0] = 0
 
 
 class FrameStoreError(OSError):
@@ -32,14 +56,20 @@ class FrameStoreError(OSError):
 
 
 class FrameStore(Sequence[np.ndarray]):
-    """Equal-shaped arrays, appended in order and read back by index; the first ``ram_bytes`` in memory."""
+    """Equal-shaped arrays, appended in order and read back by index; the first ones in memory.
+
+    An array stays in memory while all live stores together hold at most RAM_BYTES (read at each
+    append, so it can be set at any time) and this store at most its own ``ram_bytes`` (None: no
+    cap of its own); from the first one that does not fit on, the store appends to its file.
+    """
 
     def __init__(self, items: Iterable[np.ndarray] = (), ram_bytes: int | None = None) -> None:
-        ram_bytes = RAM_BYTES if ram_bytes is None else ram_bytes  # read at each store's creation: settable
-        if ram_bytes < 0:
+        if ram_bytes is not None and ram_bytes < 0:
             raise ValueError(f"ram_bytes must be 0 or more, got {ram_bytes}")
         self.ram_bytes = ram_bytes
         self._lock = threading.Lock()  # seek + read of one frame must not interleave with another thread's
+        self._account = [0]  # bytes this store counts against RAM_BYTES
+        weakref.finalize(self, _release, self._account)
         self._reset()
         for a in items:
             self.append(a)
@@ -68,11 +98,13 @@ class FrameStore(Sequence[np.ndarray]):
         elif a.shape != self._shape or a.dtype != self._dtype:
             raise ValueError(f"a FrameStore holds arrays of one shape and dtype, {self._shape} {self._dtype}; "
                              f"got {a.shape} {a.dtype}")
-        fit = self.ram_bytes // max(1, self._nbytes)  # arrays the budget holds
-        if self._file is None and self._in_ram < fit:
-            row = self._in_ram % self._per_chunk  # every block but the one the budget cuts short holds _per_chunk
+        own = None if self.ram_bytes is None else self.ram_bytes // max(1, self._nbytes)  # arrays its own cap holds
+        if self._file is None and (own is None or self._in_ram < own) and _reserve(self._nbytes):
+            self._account[0] += self._nbytes
+            row = self._in_ram % self._per_chunk  # every block but the last holds _per_chunk arrays
             if row == 0:
-                self._chunks.append(np.empty((min(self._per_chunk, fit - self._in_ram), *self._shape), self._dtype))
+                rows = self._per_chunk if own is None else min(self._per_chunk, own - self._in_ram)
+                self._chunks.append(np.empty((rows, *self._shape), self._dtype))
             self._chunks[-1][row] = a
             self._in_ram += 1
             return
@@ -116,6 +148,7 @@ class FrameStore(Sequence[np.ndarray]):
         """Free the memory and remove the temporary file now; the store is empty afterwards."""
         if self._file is not None:
             self._file.close()
+        _release(self._account)
         self._reset()
 
     def __getstate__(self) -> dict[str, Any]:

@@ -219,9 +219,9 @@ class NormalReference:
 
     psnr: np.ndarray  # (N,) PSNR of each normal frame
     dist: np.ndarray  # (N,) feature distance of each normal frame
-    preds: list[np.ndarray]  # (h, w, C) uint8 predictions
-    targets: list[np.ndarray]  # (h, w, C) uint8 targets
-    dists: list[np.ndarray | None]  # (h/8, w/8) memory distances
+    preds: Sequence[np.ndarray]  # (h, w, C) uint8 predictions (a FrameStore)
+    targets: Sequence[np.ndarray]  # (h, w, C) uint8 targets (a FrameStore)
+    dists: Sequence[np.ndarray | None]  # (h/8, w/8) memory distances (a FrameStore); None without memory
     source: str = ""  # names of the normal videos or frame ranges
     _cache: dict = field(default_factory=dict, repr=False)
 
@@ -298,9 +298,15 @@ def fit_normal(model: MNAD, items: torch.Tensor | None, videos: FrameSource | li
     for v in videos:  # every keep-th frame counted over all videos, so at most MAX_CALIBRATION_MAPS maps
         parts.append(_run(model, items, v, size, cfg, progress, "normal frames", keep, first))
         first += len(parts[-1]["psnr"])
-    cat = {k: [x for p in parts for x in p[k]] for k in parts[0]}
-    return NormalReference(np.asarray(cat["psnr"]), np.asarray(cat["dist"]), cat["preds"], cat["targets"], cat["dists"],
+    psnr, dist = (np.asarray([x for p in parts for x in p[k]]) for k in ("psnr", "dist"))
+    return NormalReference(psnr, dist, *(_joined(parts, k) for k in ("preds", "targets", "dists")),
                            ", ".join(v.name for v in videos))
+
+
+def _joined(parts: list[dict[str, Any]], key: str) -> Sequence[Any]:
+    """One store of the parts' arrays (copied, so that the memory budget counts them), or their Nones."""
+    values = [x for p in parts for x in p[key]]
+    return values if not values or values[0] is None else FrameStore(values)
 
 
 MAX_CALIBRATION_FRAMES = 5000  # normal frames scored for calibration, at most (more than Ped2's 2,550 training frames)

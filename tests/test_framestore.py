@@ -70,6 +70,16 @@ def test_a_full_temporary_folder_is_a_clear_error(monkeypatch):
     assert len(store) == 1
 
 
-def test_the_budget_is_read_when_a_store_is_made(monkeypatch):
+def test_all_stores_share_one_budget_and_give_their_share_back_when_closed_or_dropped(monkeypatch):
+    frames = _frames(4)
+    nb = frames[0].nbytes
+    monkeypatch.setattr(framestore, "RAM_BYTES", framestore.ram_in_use() + 3 * nb)  # other tests' stores may be alive
+    a, b = FrameStore(frames[:2]), FrameStore(frames)
+    assert (a.on_disk, b.on_disk) == (0, 3)
+    del a  # garbage-collected at once: its two arrays' share is free again
+    c = FrameStore(frames)
+    assert c.on_disk == 2
+    c.close()
+    assert FrameStore(frames).on_disk == 2  # b still holds one; c's two came back at close
     monkeypatch.setattr(framestore, "RAM_BYTES", 0)
-    assert FrameStore(_frames(2)).on_disk == 2
+    assert FrameStore(frames).on_disk == 4  # the budget is read at each append

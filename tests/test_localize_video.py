@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import gc
 import json
 import os
 import pickle
@@ -113,7 +114,8 @@ def test_boxes_and_thresholds_are_found_per_frame_when_asked_for_and_read_as_a_l
 
 def test_a_video_past_the_memory_budget_is_kept_in_a_temporary_file_and_localized_alike(setup, monkeypatch):
     model, items, normal, video, res = setup
-    monkeypatch.setattr(framestore, "RAM_BYTES", 2 * res.preds[0].nbytes)  # two frames in memory, the rest on disk
+    frame = res.preds[0].nbytes + res.targets[0].nbytes + res.dists[0].nbytes
+    monkeypatch.setattr(framestore, "RAM_BYTES", framestore.ram_in_use() + 2 * frame)  # two frames in memory, the rest on disk
     spilled = localize(video, model, items, res.cfg, normal=normal, progress=False)
     n = len(res.frames)
     assert spilled.preds.on_disk == spilled.targets.on_disk == n - 2 > 0
@@ -122,8 +124,20 @@ def test_a_video_past_the_memory_budget_is_kept_in_a_temporary_file_and_localize
     otsu = relocalize(spilled, threshold="otsu", min_area=0)
     assert otsu.boxes == relocalize(res, threshold="otsu", min_area=0).boxes and sum(map(len, otsu.boxes)) > 0
     again = pickle.loads(pickle.dumps(otsu))  # a result saved for later keeps its frames and its lazy regions
-    assert again.preds.on_disk == n - 2 and again.boxes == otsu.boxes
+    assert again.preds.on_disk == n and again.boxes == otsu.boxes  # the original holds the budget: all on disk
+    assert all(np.array_equal(a, b) for a, b in zip(again.targets, res.targets))
     assert np.asarray(again.pixel_thresholds).tolist() == np.asarray(otsu.pixel_thresholds).tolist()
+
+
+def test_the_normal_frames_kept_for_calibration_count_against_the_memory_budget(data, setup):
+    model, items, _, _, res = setup
+    gc.collect()  # a result and its lazy regions form a cycle: earlier tests' results go at a collection
+    before = framestore.ram_in_use()
+    ref = fit_normal(model, items, list_videos(split_dir(data, "training")), res.cfg)  # two videos, joined in one store
+    kept = sum(a.nbytes for a in [*ref.preds, *ref.targets, *ref.dists])
+    assert len(ref.preds) == len(ref.psnr) > 0 and framestore.ram_in_use() - before == kept
+    del ref
+    assert framestore.ram_in_use() == before  # given back with the reference, and the parts' stores with their videos
 
 
 def test_otsu_and_fixed_thresholds_report_regions(setup):
