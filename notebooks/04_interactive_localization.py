@@ -117,7 +117,7 @@ print(f"checkpoint {ckpt}\ndataset {data.path}\n{cfg}")
 #
 # Loading calibrates the thresholds on the training split's normal frames and localizes the first
 # test video; each new video runs the model once, after which every slider only re-thresholds,
-# and the regions are found for the frame on show (an export finds those of every frame).
+# and a frame's threshold and regions are found when it is shown (an export finds those of every frame).
 
 # %%
 app = LocalizationApp(ckpt, data.path, out_dir=run.root / "localization", cfg=cfg, video=video, fps=fps or None)
