@@ -112,7 +112,7 @@ class FrameStore(Sequence[np.ndarray]):
             try:
                 if self._file is None:
                     self._file = tempfile.TemporaryFile(prefix="mnadlib-frames-")
-                self._file.seek(0, 2)
+                self._file.seek(self._on_disk * self._nbytes)  # not the end: a failed write may have left a part
                 self._file.write(np.ascontiguousarray(a).tobytes())
             except OSError as e:
                 raise FrameStoreError(

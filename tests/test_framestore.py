@@ -70,6 +70,23 @@ def test_a_full_temporary_folder_is_a_clear_error(monkeypatch):
     assert len(store) == 1
 
 
+def test_a_write_that_fails_half_way_leaves_the_frames_after_it_in_place(monkeypatch):
+    frames = _frames(3)
+    store = FrameStore(frames[:1], ram_bytes=0)
+    real = store._file.write
+
+    def part_then_full(data: bytes) -> int:
+        real(data[:10])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store._file, "write", part_then_full)
+    with pytest.raises(FrameStoreError):
+        store.append(frames[1])
+    monkeypatch.setattr(store._file, "write", real)  # room again
+    store.append(frames[2])
+    assert len(store) == 2 and np.array_equal(store[1], frames[2]) and np.array_equal(store[0], frames[0])
+
+
 def test_all_stores_share_one_budget_and_give_their_share_back_when_closed_or_dropped(monkeypatch):
     frames = _frames(4)
     nb = frames[0].nbytes
