@@ -14,6 +14,7 @@ normal frames, every region over 0.1% of the frame).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import torch
 
 from .data import FrameSource, list_videos, load_masks, split_dir
 from .localize import LocalizeError
-from .localize_metrics import peak_frame_auc, pixel_auroc, rbdc_tbdc, ucsd_pixel_criterion
+from .localize_metrics import PixelSummary, rbdc_tbdc
 from .localize_video import LocalizeConfig, LocalizeResult, fit_normal, localize, relocalize
 from .model import MNAD
 from .scoring import frame_auc
@@ -73,37 +74,39 @@ def localization_metrics(model: MNAD, items: torch.Tensor | None, dataset_root: 
     base = dataclasses.replace(OURS, size=size)
     normal = fit_normal(model, items, list_videos(split_dir(root, "training")), base, progress=progress)
     tests = videos or list_videos(split_dir(root, "testing"))
-    runs = []
-    for v in tests:
+    scored = [max(0, len(v) - model.cfg.t_length + 1) for v in tests]  # the frames localize scores per video
+    total = sum(n * v.frame_size[0] * v.frame_size[1] for n, v in zip(scored, tests))
+    summaries = {name: PixelSummary(max(1, total)) for name in modes}
+    found: dict[str, dict[str, list]] = {name: {"preds": [], "boxes": [], "flags": [], "regs": []} for name in modes}
+    for v in tests:  # one video's result and masks at a time; every frame's maps go into the summaries
         masks = load_masks(root, v)
         if masks is None:
             raise LocalizeError(f"no pixel masks for test video {v.name} under {root}")
-        runs.append((v.name, localize(v, model, items, base, normal=normal, progress=progress), masks))
-    table = {}
-    for name, cfg in modes.items():
-        maps, dets, gts, preds, boxes, flags, regs = [], [], [], [], [], [], []
-        for video, res, masks in runs:
-            r = relocalize(res, dataclasses.replace(cfg, size=size))
-            gb = gt_boxes(root, video, r.frames)
+        res = localize(v, model, items, base, normal=normal, progress=progress)
+        gb = gt_boxes(root, v.name, res.frames)
+        for name, cfg in modes.items():
+            r, acc = relocalize(res, dataclasses.replace(cfg, size=size)), found[name]
             for k, f in enumerate(r.frames):
-                maps.append(r.map(k))
-                dets.append(detection_map(r, k))
-                gts.append(masks[f])
-                preds.append([((b["x0"], b["y0"], b["x1"], b["y1"]), b["score"]) for b in r.boxes[k]])
-                boxes.append([] if gb is None else gb[k])
-            flags.append(r.flags)
-            regs.append(r.regularity)
-        truth = np.array([g.any() for g in gts])
-        row: dict[str, float | None] = {"pixel_auroc": pixel_auroc(maps, gts),
-                                        "ucsd_auc": ucsd_pixel_criterion(None, dets, gts)["auc"]}
-        if any(boxes):
-            rt = rbdc_tbdc(preds, boxes)
+                summaries[name].add(r.map(k), masks[f], detection_map(r, k))
+                acc["preds"].append([((b["x0"], b["y0"], b["x1"], b["y1"]), b["score"]) for b in r.boxes[k]])
+                acc["boxes"].append([] if gb is None else gb[k])
+            acc["flags"].append(r.flags)
+            acc["regs"].append(r.regularity)
+        del res, r
+        gc.collect()  # a result and its lazy regions form a cycle: give its kept frames' memory back now
+    table = {}
+    for name, summary in summaries.items():
+        acc, truth = found[name], np.array(summary.truth)
+        row: dict[str, float | None] = {"pixel_auroc": summary.pixel_auroc(),
+                                        "ucsd_auc": summary.ucsd_pixel_criterion()["auc"]}
+        if any(acc["boxes"]):
+            rt = rbdc_tbdc(acc["preds"], acc["boxes"])
             row.update(rbdc=rt["rbdc"], tbdc=rt["tbdc"])
         else:
             row.update(rbdc=None, tbdc=None)
-        row["frame_auc"] = frame_auc(np.concatenate(regs), truth.astype(int))
-        row["false_alarm_frames"] = float(np.concatenate(flags)[~truth].mean())
-        row["peak_in_mask_auc"] = peak_frame_auc(maps, gts)
+        row["frame_auc"] = frame_auc(np.concatenate(acc["regs"]), truth.astype(int))
+        row["false_alarm_frames"] = float(np.concatenate(acc["flags"])[~truth].mean())
+        row["peak_in_mask_auc"] = summary.peak_frame_auc()
         table[name] = row
     return table
 

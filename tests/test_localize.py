@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
+from sklearn.metrics import roc_auc_score
 
 from mnadlib import localize_metrics
 from mnadlib.localize import (
@@ -284,6 +285,39 @@ def test_pixel_auroc():
         pixel_auroc([np.zeros((8, 8))], [np.zeros((8, 8))])
     with pytest.raises(LocalizeError, match="2 maps but 1 masks"):
         pixel_auroc([np.zeros((8, 8))] * 2, [np.zeros((8, 8))])
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_a_summary_fed_frame_by_frame_gives_the_metrics_of_the_whole_lists(sampled, monkeypatch):
+    rng = np.random.default_rng(1)
+    maps = [rng.random((12, 16)).astype(np.float32) for _ in range(6)]
+    masks = [np.zeros((12, 16), bool) for _ in range(6)]
+    for g in masks[::2]:
+        g[3:7, 4:9] = True
+    for m, g in zip(maps[:4], masks[:4]):  # two of the three anomalies stand out
+        m[g] += 0.6
+    dets = [np.where(m > 0.9, m, 0).astype(np.float32) for m in maps]
+    if sampled:  # fewer pixels than the frames hold: the seeded sample, drawn frame by frame
+        monkeypatch.setattr(localize_metrics, "MAX_AUROC_PIXELS", 500)
+    summary = localize_metrics.PixelSummary(6 * 12 * 16)
+    for m, g, d in zip(maps, masks, dets):
+        summary.add(m, g, d)
+    assert (summary.rate < 1) == sampled
+    assert summary.pixel_auroc() == pixel_auroc(maps, masks)
+    every = roc_auc_score(np.concatenate([g.ravel() for g in masks]), np.concatenate([m.ravel() for m in maps]))
+    assert (summary.pixel_auroc() == every) != sampled  # unsampled: every pixel; sampled: not quite
+    assert summary.peak_frame_auc() == peak_frame_auc(maps, masks)
+    whole = ucsd_pixel_criterion(None, dets, masks)
+    assert summary.ucsd_pixel_criterion()["auc"] == whole["auc"] and 0 < whole["auc"] < 1
+    short = localize_metrics.PixelSummary(6 * 12 * 16 + 1)
+    short.add(maps[0], masks[0])
+    with pytest.raises(LocalizeError, match=r"^192 pixels were added but total_pixels is 1153"):
+        short.pixel_auroc()
+    with pytest.raises(LocalizeError, match="1 of the 2 frames came with a detection map"):
+        bad = localize_metrics.PixelSummary(2 * 12 * 16)
+        bad.add(maps[0], masks[0], dets[0])
+        bad.add(maps[1], masks[1])
+        bad.ucsd_pixel_criterion()
 
 
 def test_peak_frame_auc_reads_the_peak_inside_the_mask():
