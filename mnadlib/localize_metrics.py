@@ -41,6 +41,13 @@ def _map_mask_pairs(maps: Sequence[np.ndarray], gt_masks: Sequence[np.ndarray]) 
     return pairs
 
 
+def _two_class_auc(labels: np.ndarray, scores: np.ndarray, message: str) -> float:
+    """ROC AUC of scores against bool labels; LocalizeError(message) when the labels hold one class."""
+    if labels.all() or not labels.any():
+        raise LocalizeError(message)
+    return float(roc_auc_score(labels, scores))
+
+
 class PixelSummary:
     """What the pixel AUROC, the peak-in-mask frame AUC and the UCSD criterion need of each frame, one frame at a time.
 
@@ -97,18 +104,14 @@ class PixelSummary:
     def pixel_auroc(self) -> float:
         """Pixel-level AUROC pooled over all frames added (anomalous = positive)."""
         self._check_complete()
-        y = np.concatenate(self._labels)
-        if y.all() or not y.any():
-            raise LocalizeError("pixel AUROC needs both anomalous and normal pixels in gt_masks")
-        return float(roc_auc_score(y, np.concatenate(self._scores)))
+        return _two_class_auc(np.concatenate(self._labels), np.concatenate(self._scores),
+                              "pixel AUROC needs both anomalous and normal pixels in gt_masks")
 
     def peak_frame_auc(self) -> float:
         """See :func:`peak_frame_auc`."""
         self._check_complete()
-        truth = np.array(self.truth)
-        if truth.all() or not truth.any():
-            raise LocalizeError("the peak-in-mask frame AUC needs both anomalous frames (non-empty mask) and normal ones")
-        return float(roc_auc_score(truth, np.array(self.peaks)))
+        return _two_class_auc(np.array(self.truth), np.array(self.peaks), "the peak-in-mask frame AUC needs both "
+                              "anomalous frames (non-empty mask) and normal ones")
 
     def ucsd_pixel_criterion(self, thresholds: np.ndarray | None = None) -> dict:
         """See :func:`ucsd_pixel_criterion` (no frame-level gate), over the detection maps added."""
@@ -120,11 +123,16 @@ class PixelSummary:
 
 def pixel_auroc(maps: Sequence[np.ndarray], gt_masks: Sequence[np.ndarray]) -> float:
     """Pixel-level AUROC pooled over all frames (anomalous = positive); over 5e6 pixels, a seeded sample."""
+    return _summary(maps, gt_masks).pixel_auroc()
+
+
+def _summary(maps: Sequence[np.ndarray], gt_masks: Sequence[np.ndarray]) -> PixelSummary:
+    """A PixelSummary of whole lists of maps and masks."""
     pairs = _map_mask_pairs(maps, gt_masks)
     summary = PixelSummary(sum(m.size for m, _ in pairs))
     for m, g in pairs:
         summary.add(m, g)
-    return summary.pixel_auroc()
+    return summary
 
 
 def peak_frame_auc(maps: Sequence[np.ndarray], gt_masks: Sequence[np.ndarray]) -> float:
@@ -135,11 +143,7 @@ def peak_frame_auc(maps: Sequence[np.ndarray], gt_masks: Sequence[np.ndarray]) -
     brightest spot of a normal frame (a crowd near the camera), so the peak cannot tell the frames
     apart however it is read; a score that compares frames within their own video can still do so.
     """
-    pairs = _map_mask_pairs(maps, gt_masks)
-    summary = PixelSummary(sum(m.size for m, _ in pairs))
-    for m, g in pairs:
-        summary.add(m, g)
-    return summary.peak_frame_auc()
+    return _summary(maps, gt_masks).peak_frame_auc()
 
 
 def _count_above(sorted_values: np.ndarray, thresholds: np.ndarray, inclusive: bool) -> np.ndarray:
