@@ -235,12 +235,13 @@ def app(video: str | Path, checkpoint: str | Path, threads: int = 2) -> dict[str
         changes.append({"change": change, "settings_s": round(t1 - t0, 3), "frame_view_s": round(time.perf_counter() - t1, 3)})
     t0 = time.perf_counter()
     boxes = sum(map(len, session.result.boxes))
+    kept = session.result.preds
     return {"video": str(video), "checkpoint": str(checkpoint), "threads": threads, "torch": torch.__version__,
             "scored_frames": len(session.result.frames), "frame_size": list(session.source.frame_size),
             "size": list(size), "frame_shown": shown, "open_session_s": round(opened, 2),
             "first_frame_view_s": round(first_view, 3), "changes": changes,
             "all_regions_s": round(time.perf_counter() - t0, 2), "all_regions_boxes": boxes,
             "all_regions_note": "under the last change's settings, as an export of every frame finds them",
-            "kept_frames_mib": round(sum(a.nbytes for a in session.result.preds) * 2 / 2**20, 1),
-            "kept_frames_on_disk": session.result.preds.on_disk + session.result.targets.on_disk,
+            "kept_frames_mib": round(2 * len(kept) * kept[0].nbytes / 2**20, 1),  # predictions and inputs
+            "kept_frames_on_disk": kept.on_disk + session.result.targets.on_disk,
             "frames_ram_budget_mib": round(framestore.RAM_BYTES / 2**20, 1), **_memory_row(torch.device("cpu"))}

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .data import FrameSource, list_videos, load_masks, split_dir
-from .localize import LocalizeError
+from .localize import LocalizeError, Region
 from .localize_metrics import PixelSummary, rbdc_tbdc
 from .localize_video import LocalizeConfig, LocalizeResult, fit_normal, localize, relocalize
 from .model import MNAD
@@ -56,13 +56,24 @@ def gt_boxes(dataset_root: str | Path, video: str, frames: np.ndarray) -> list[l
     return [per.get(int(f), []) for f in frames]
 
 
-def detection_map(res: LocalizeResult, k: int) -> np.ndarray:
+def detection_map(amap: np.ndarray, regions: list[Region]) -> np.ndarray:
     """The mode's map inside its reported regions, 0 elsewhere (what a user of the mode sees)."""
-    amap = res.map(k)
     keep = np.zeros(amap.shape, dtype=bool)
-    for r in res.regions(k):
+    for r in regions:
         keep |= r.mask
     return np.where(keep, np.maximum(amap, 1e-9), 0.0).astype(np.float32)
+
+
+def _add_video(res: LocalizeResult, masks: np.ndarray, gt: list | None, summary: PixelSummary,
+               found: dict[str, list]) -> None:
+    """One video under one mode: each frame's map (computed once) into the summary; boxes, flags, scores into found."""
+    for k, f in enumerate(res.frames):
+        amap, regions = res.map(k), res.regions(k)
+        summary.add(amap, masks[f], detection_map(amap, regions))
+        found["preds"].append([(tuple(int(v) for v in r.box), float(r.score)) for r in regions])
+        found["boxes"].append([] if gt is None else gt[k])
+    found["flags"].append(res.flags)
+    found["regs"].append(res.regularity)
 
 
 def localization_metrics(model: MNAD, items: torch.Tensor | None, dataset_root: str | Path, size: tuple[int, int],
@@ -85,14 +96,8 @@ def localization_metrics(model: MNAD, items: torch.Tensor | None, dataset_root: 
         res = localize(v, model, items, base, normal=normal, progress=progress)
         gb = gt_boxes(root, v.name, res.frames)
         for name, cfg in modes.items():
-            r, acc = relocalize(res, dataclasses.replace(cfg, size=size)), found[name]
-            for k, f in enumerate(r.frames):
-                summaries[name].add(r.map(k), masks[f], detection_map(r, k))
-                acc["preds"].append([((b["x0"], b["y0"], b["x1"], b["y1"]), b["score"]) for b in r.boxes[k]])
-                acc["boxes"].append([] if gb is None else gb[k])
-            acc["flags"].append(r.flags)
-            acc["regs"].append(r.regularity)
-        del res, r
+            _add_video(relocalize(res, dataclasses.replace(cfg, size=size)), masks, gb, summaries[name], found[name])
+        del res
         gc.collect()  # a result and its lazy regions form a cycle: give its kept frames' memory back now
     table = {}
     for name, summary in summaries.items():

@@ -440,7 +440,7 @@ def relocalize(res: LocalizeResult, cfg: LocalizeConfig | None = None, **changes
 
 def _records(res: LocalizeResult, k: int) -> list[dict]:
     """regions_to_records rows of scored frame k."""
-    return regions_to_records(int(res.frames[k]), _regions(res, k, float(res.pixel_thresholds[k])))
+    return regions_to_records(int(res.frames[k]), res.regions(k))
 
 
 T = TypeVar("T")
