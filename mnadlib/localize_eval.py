@@ -14,7 +14,6 @@ normal frames, every region over 0.1% of the frame).
 from __future__ import annotations
 
 import dataclasses
-import gc
 import json
 from pathlib import Path
 from typing import Any
@@ -97,8 +96,7 @@ def localization_metrics(model: MNAD, items: torch.Tensor | None, dataset_root: 
         gb = gt_boxes(root, v.name, res.frames)
         for name, cfg in modes.items():
             _add_video(relocalize(res, dataclasses.replace(cfg, size=size)), masks, gb, summaries[name], found[name])
-        del res
-        gc.collect()  # a result and its lazy regions form a cycle: give its kept frames' memory back now
+        del res  # its kept frames' memory goes back before the next video is scored
     table = {}
     for name, summary in summaries.items():
         acc, truth = found[name], np.array(summary.truth)

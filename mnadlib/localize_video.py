@@ -433,14 +433,18 @@ def relocalize(res: LocalizeResult, cfg: LocalizeConfig | None = None, **changes
     new.regularity, new.frame_threshold = rescore(new, cfg.alpha)
     new.flags = new.regularity < new.frame_threshold
     n = len(new.frames)
-    new.pixel_thresholds = PerFrame(n, functools.partial(_pixel_threshold, new))  # partials, not lambdas: a result pickles
-    new.boxes = PerFrame(n, functools.partial(_records, new))
+    # The per-frame values are computed from a copy without them, not from `new`: a result that its
+    # own fields referred to would be a reference cycle, freed (with its frames' RAM budget) only
+    # at the next garbage collection. Partials, not lambdas: a result pickles.
+    basis = dataclasses.replace(new, pixel_thresholds=[], boxes=[])
+    new.pixel_thresholds = PerFrame(n, functools.partial(_pixel_threshold, basis))
+    new.boxes = PerFrame(n, functools.partial(_records, basis, new.pixel_thresholds))
     return new
 
 
-def _records(res: LocalizeResult, k: int) -> list[dict]:
-    """regions_to_records rows of scored frame k."""
-    return regions_to_records(int(res.frames[k]), res.regions(k))
+def _records(res: LocalizeResult, thresholds: Sequence[float], k: int) -> list[dict]:
+    """regions_to_records rows of scored frame k, its regions found above ``thresholds[k]``."""
+    return regions_to_records(int(res.frames[k]), _regions(res, k, float(thresholds[k])))
 
 
 T = TypeVar("T")

@@ -131,13 +131,29 @@ def test_a_video_past_the_memory_budget_is_kept_in_a_temporary_file_and_localize
 
 def test_the_normal_frames_kept_for_calibration_count_against_the_memory_budget(data, setup):
     model, items, _, _, res = setup
-    gc.collect()  # a result and its lazy regions form a cycle: earlier tests' results go at a collection
+    gc.collect()  # earlier tests' garbage
     before = framestore.ram_in_use()
     ref = fit_normal(model, items, list_videos(split_dir(data, "training")), res.cfg)  # two videos, joined in one store
     kept = sum(a.nbytes for a in [*ref.preds, *ref.targets, *ref.dists])
     assert len(ref.preds) == len(ref.psnr) > 0 and framestore.ram_in_use() - before == kept
     del ref
     assert framestore.ram_in_use() == before  # given back with the reference, and the parts' stores with their videos
+
+
+def test_a_dropped_result_gives_its_memory_budget_back_at_once(setup):
+    model, items, normal, video, res = setup
+    gc.collect()  # earlier tests' garbage
+    gc.disable()  # what is given back must go with the last reference, not at a collection
+    try:
+        before = framestore.ram_in_use()
+        first = localize(video, model, items, res.cfg, normal=normal, progress=False)
+        otsu = relocalize(first, threshold="otsu", min_area=0)
+        assert first.boxes[0] == res.boxes[0] and isinstance(otsu.boxes[-1], list) and otsu.pixel_thresholds[1] > 0
+        assert framestore.ram_in_use() > before
+        del first, otsu
+        assert framestore.ram_in_use() == before
+    finally:
+        gc.enable()
 
 
 def test_otsu_and_fixed_thresholds_report_regions(setup):
