@@ -2,7 +2,7 @@
 
 ``run`` times evaluation frames/s and training seconds/step at given sizes. Evaluation follows the
 authors' protocol (batch 1, test-time update check on every frame); training times the full step
-of :func:`mnadlib.train.train_step` with the given batch size.
+of :func:`mnadlib.train.train_step` with the given batch size, in the layout :func:`mnadlib.train.train` uses.
 
 ``app`` times what the localization app (notebook 04) does on a video: loading it, then each kind
 of control change (a re-threshold) with the frame shown after it, and an export's finding every
@@ -34,7 +34,7 @@ from .frames import FrameSource, open_source
 from .memory import init_items, update_from_features
 from .model import MNAD
 from .scoring import mse_per_frame, point_score
-from .train import make_optimizer, resolve_device, train_step
+from .train import make_optimizer, resolve_device, train_step, training_memory_format
 
 
 def _sync(device: torch.device) -> None:
@@ -63,10 +63,11 @@ def _measure(cfg: ModelConfig, size: tuple[int, int], batch: int, dev: torch.dev
                 update_from_features(out.fea, items)
         _sync(dev)
     eval_fps = repeats / (time.perf_counter() - start)
-    model.train()
+    layout = training_memory_format(dev)  # as train() runs its steps
+    model.to(memory_format=layout).train()
     tcfg = TrainConfig(epochs=1, batch_size=batch, size=size)
     optimizer, _ = make_optimizer(model, tcfg)
-    batch_clip = torch.rand(batch, cfg.n_channel * cfg.t_length, h, w, device=dev) * 2 - 1
+    batch_clip = (torch.rand(batch, cfg.n_channel * cfg.t_length, h, w, device=dev) * 2 - 1).contiguous(memory_format=layout)
     for i in range(repeats + 1):
         if i == 1:
             _sync(dev)

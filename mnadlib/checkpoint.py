@@ -320,7 +320,7 @@ def save_checkpoint(path: str | Path, model: MNAD, items: torch.Tensor | None, *
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "model_config": to_dict(model.cfg),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},  # NCHW, as loaders check
         "memory": None if items is None else items.detach().cpu(),
         **extra,
     }

@@ -67,14 +67,14 @@ def test_eval_forward(parity, method):
     np.testing.assert_allclose(update_from_features(out.fea, items).numpy(), d["m_items_after_test_update"], **close)
 
 
-def _train_step(parity, method, fp64):
+def _train_step(parity, method, fp64, layout=torch.contiguous_format):
     d = np.load(parity / method / ("train_step_fp64.npz" if fp64 else "train_step.npz"))
     model, _ = _load(parity, method)
     if fp64:
         model = model.double()
-    model.train()
+    model.to(memory_format=layout).train()
     optimizer, _ = make_optimizer(model, TrainConfig(epochs=60))
-    clip = torch.from_numpy(d["in_imgs"])
+    clip = torch.from_numpy(d["in_imgs"]).contiguous(memory_format=layout)
     x, target = model.split_clip(clip)  # a non-contiguous slice, as Train.py's imgs[:, 0:12]
     out = model(x, torch.from_numpy(d["in_m_items"]), train=True)
     optimizer.zero_grad()
@@ -93,9 +93,13 @@ def _losses(d, method):
     return d["separateness_loss"], d["compactness_loss"]
 
 
+LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}  # train() uses the second on a CPU
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("method", METHODS)
-def test_train_step_fp64_strict(parity, method):
-    d, model, out, pixel, loss, grads = _train_step(parity, method, fp64=True)
+def test_train_step_fp64_strict(parity, method, layout):
+    d, model, out, pixel, loss, grads = _train_step(parity, method, fp64=True, layout=LAYOUTS[layout])
     compact, separate = _losses(d, method)
     np.testing.assert_allclose(out.output.detach().numpy(), d["out_outputs"], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(out.compactness_loss.item(), compact, rtol=1e-9)
@@ -122,9 +126,10 @@ def test_train_step_fp64_strict(parity, method):
         np.testing.assert_allclose(state[name].numpy(), d[f"after_full__{name}"], rtol=1e-9, atol=1e-10)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("method", METHODS)
-def test_train_step_fp32_within_pack_tolerance(parity, method):
-    d, model, out, pixel, loss, grads = _train_step(parity, method, fp64=False)
+def test_train_step_fp32_within_pack_tolerance(parity, method, layout):
+    d, model, out, pixel, loss, grads = _train_step(parity, method, fp64=False, layout=LAYOUTS[layout])
     compact, separate = _losses(d, method)
     np.testing.assert_allclose(out.compactness_loss.item(), compact, atol=1e-6)
     np.testing.assert_allclose(out.separateness_loss.item(), separate, atol=1e-6)
