@@ -200,7 +200,7 @@ def train(
         steps = 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{train_cfg.epochs}", disable=not progress, leave=False)
         for clip in bar:
-            res = train_step(model, items, clip.to(device).contiguous(memory_format=memory_format), optimizer, train_cfg)
+            res = train_step(model, items, clip.to(device, memory_format=memory_format), optimizer, train_cfg)
             items = res.memory
             sums += (res.loss, res.pixel, res.compactness, res.separateness)
             if res.nearest is not None:
