@@ -212,6 +212,22 @@ def _is_type(value: Any, type_name: str) -> bool:
     return isinstance(value, PARAM_TYPES[type_name]) and (type_name == "bool" or not isinstance(value, bool))
 
 
+def checked_params(user: Mapping[str, Any]) -> dict[str, Any]:
+    """The -p / --config values as the notebooks declare them; ValueError for an unknown name or a wrong type."""
+    declared = {n: notebook_parameters(n) for n in NOTEBOOKS}
+    unknown = sorted(set(user) - set().union(*declared.values()))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; the notebooks take: "
+                         + "; ".join(f"{n}: {', '.join(p)}" for n, p in declared.items()))
+    wanted = {k: t for p in declared.values() for k, t in p.items()}
+    typed = {k: _as_declared(v, wanted[k]) for k, v in user.items()}
+    wrong = [f"{k} must be {wanted[k]}, got {type(v).__name__} {v!r}" for k, v in typed.items()
+             if wanted[k] in PARAM_TYPES and not _is_type(v, wanted[k])]
+    if wrong:
+        raise ValueError("bad parameter(s): " + "; ".join(wrong))
+    return typed
+
+
 def _check_footage(user: dict[str, Any]) -> None:
     """Footage too short for notebook 01's inject settings is refused before a kernel starts (its header's count)."""
     from .data import list_videos
@@ -249,16 +265,7 @@ def plan(dataset: str, data_root: Path | None, out: Path, user: Mapping[str, Any
     steps.append(("03_reproduce_auc", "03_reproduce_auc", {"checkpoint": str(ckpt)}))
     steps.append(("05_result_figures", "05_result_figures", {"checkpoint": str(ckpt)}))
     declared = {n: notebook_parameters(n) for n in NOTEBOOKS}
-    unknown = sorted(set(user) - set().union(*declared.values()))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown}; the notebooks take: "
-                         + "; ".join(f"{n}: {', '.join(p)}" for n, p in declared.items()))
-    wanted = {k: t for p in declared.values() for k, t in p.items()}
-    user = {k: _as_declared(v, wanted[k]) for k, v in user.items()}
-    wrong = [f"{k} must be {wanted[k]}, got {type(v).__name__} {v!r}" for k, v in user.items()
-             if wanted[k] in PARAM_TYPES and not _is_type(v, wanted[k])]
-    if wrong:
-        raise ValueError("bad parameter(s): " + "; ".join(wrong))
+    user = checked_params(user)
     return [(run, src, {k: v for k, v in {**common, **defaults, **user, **fixed}.items() if k in declared[src]})
             for run, src, fixed in steps]
 
@@ -475,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _new_run(args: argparse.Namespace, argv: Sequence[str] | None) -> tuple[Path, list, dict[str, Any]]:
     """Validate the options of a new run; return its (not yet created) folder, its steps and its log."""
-    user = _user_params(args.config, args.param)
+    user = checked_params(_user_params(args.config, args.param))
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     bad = [v for v in variants if v not in VARIANTS]
     if bad:

@@ -624,3 +624,9 @@ def test_kernel_sockets_that_a_killed_pipeline_left_are_removed_and_live_ones_ke
     removed = reproduce.remove_stale_kernel_sockets(tmp_path)
     assert sorted(p.name for p in removed) == names[:2]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([names[2], f"mnadlib-kernel-{gone.pid}-3"])
+    for extra, needle in ((["-p", "train_fraction", "5e-1"], "has 100 frames"),  # read as 0.5 before the footage check
+                          (["-p", "clip_length", "abc"], "clip_length must be int, got str 'abc'")):
+        assert reproduce.main(args + extra) == 2
+        err = capsys.readouterr().err
+        assert needle in err and "Traceback" not in err, err
+    assert not (tmp_path / "x").exists()
