@@ -206,7 +206,8 @@ if by_size and len(areas) < len(videos):
 # ## Results
 
 # %%
-claims = {"min_auc": min_auc, "frame_auc": result.auc, "holds": result.auc >= min_auc}
+# holds: None when nothing is claimed (min_auc 0: a smoke run, or data without a claim)
+claims = {"min_auc": min_auc, "frame_auc": result.auc, "holds": result.auc >= min_auc if min_auc > 0 else None}
 out = pipeline.write_results(run, {
     "params": params, "dataset": ds.path, "main": {"checkpoint": main.source, "variant": variant, "frame_auc": result.auc,
                                                    "macro_auc": macro_auc, "eval_s": eval_s},

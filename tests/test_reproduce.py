@@ -504,7 +504,7 @@ def test_a_nan_auc_is_null_in_results_json_and_printed_as_missing(tmp_path: Path
     run = pipeline.RunFolder(tmp_path)
     pipeline.write_results(run, {
         "params": {"dataset": "mycam"}, "main": {"variant": "pred_mem", "frame_auc": 0.8, "macro_auc": float("nan")},
-        "claims": {"min_auc": 0.0, "holds": True}, "table1": pipeline.table1({"pred": {"mycam": 80.0}}), "ablation": [],
+        "claims": {"min_auc": 0.0, "holds": None}, "table1": pipeline.table1({"pred": {"mycam": 80.0}}), "ablation": [],
         "by_kind": [{"kind": "cart", "frames": 3, "frame_auc": np.float64("inf"), "frame_auc_running": 50.0}]})
 
     def refuse(name: str) -> None:
@@ -512,14 +512,14 @@ def test_a_nan_auc_is_null_in_results_json_and_printed_as_missing(tmp_path: Path
 
     results = json.loads((tmp_path / "results.json").read_text(), parse_constant=refuse)
     assert results["main"]["macro_auc"] is None and results["by_kind"][0]["frame_auc"] is None
-    assert "macro AUC - (no test video holds both classes)" in reproduce.summary(tmp_path)
+    assert "macro AUC - (no test video holds both classes) (no claim)" in reproduce.summary(tmp_path)
 
 
 def test_the_visible_area_table_says_when_only_some_videos_have_masks(tmp_path: Path) -> None:
     run = pipeline.RunFolder(tmp_path)
     row = {"visible_area": "1-2 %", "frames": 206, "frame_auc": 64.8, "frame_auc_running": 63.2}
     base = {"params": {"dataset": "UCSDped1"}, "main": {"variant": "pred_mem", "frame_auc": 0.8, "macro_auc": 0.7},
-            "claims": {"min_auc": 0.0, "holds": True}, "table1": pipeline.table1({"pred": {"UCSDped1": 80.0}}),
+            "claims": {"min_auc": 0.7, "holds": True}, "table1": pipeline.table1({"pred": {"UCSDped1": 80.0}}),
             "ablation": [], "by_size": [row]}
     pipeline.write_results(run, {**base, "by_size_videos": {"with_masks": 10, "test_videos": 36}})
     assert ("running-max; pixel masks for 10 of 36 test videos, the others' anomalous frames left out)"
@@ -555,6 +555,9 @@ def test_same_test_set_tells_an_evaluation_of_these_labels_from_another_runs() -
     assert not pipeline.same_test_set({"videos": {"01": pred["videos"]["01"]}}, labels)  # a video missing
     assert not pipeline.same_test_set({"videos": {**pred["videos"], "03": pred["videos"]["02"]}}, labels)
     other = {"videos": {**pred["videos"], "01": {"frames": [4, 5, 6], "label": [1, 1, 1]}}}  # another label file
+    assert "macro AUC 70.00% (claim >= 70.0%: holds)" in reproduce.summary(tmp_path)
+    pipeline.write_results(run, {**base, "claims": {"min_auc": 0.7, "holds": False}})
+    assert "(claim >= 70.0%: MISSED)" in reproduce.summary(tmp_path)
     assert not pipeline.same_test_set(other, labels)
     longer = {"videos": {**pred["videos"], "02": {"frames": [4, 5, 6], "label": [0, 0, 0]}}}  # a longer video
     assert not pipeline.same_test_set(longer, labels)
