@@ -75,12 +75,15 @@ def _load_model(args: argparse.Namespace):
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate with the authors' protocol and write the JSON result."""
-    from .data import list_videos, load_labels, split_dir
+    from .data import DataError, list_videos, load_labels, split_dir
     from .evaluate import evaluate
     from .train import resolve_device
 
     if args.out and Path(args.out).is_dir():
         raise ConfigError(f"--out {args.out} is a folder; give the result's file name, e.g. {Path(args.out) / 'result.json'}")
+    if args.out and Path(args.out).suffix.lower() == ".csv":
+        raise ConfigError(f"--out {args.out} names the CSV that is written beside the result's JSON; give the JSON's "
+                          f"name, e.g. {Path(args.out).with_suffix('.json')}")
     if args.out:
         check_writable(args.out, "--out")
     model, items, trained = _load_model(args)
@@ -96,7 +99,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     device = resolve_device(cfg.device)
     model.to(device)
     data = Path(args.data)
-    folder = split_dir(data, "testing") if (data / "testing").is_dir() or (data / "Test").is_dir() else data
+    try:
+        folder = split_dir(data, "testing")
+    except DataError:  # --data is the folder of test videos itself
+        folder = data
     videos = list_videos(folder)
     labels = None
     if args.labels:
@@ -199,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate with the authors' protocol")
-    e.add_argument("--data", required=True, help="ROOT/DATASET (holding testing/frames) or a folder of test videos")
+    e.add_argument("--data", required=True, help="ROOT/DATASET (holding testing/frames, UCSD's Test/ or Avenue's "
+                   "testing_videos/) or a folder of test videos")
     e.add_argument("--labels", help="frame_labels_*.npy, shape (1, N) or (N,)")
     e.add_argument("--method", choices=["pred", "recon"])
     e.add_argument("--checkpoint", help="our checkpoint (model.pt)")

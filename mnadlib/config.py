@@ -83,7 +83,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.size = validate_size(self.size)
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.num_workers < 0:
@@ -112,6 +112,10 @@ class EvalConfig:
         self.size = validate_size(self.size)
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.num_workers < 0:
+            raise ConfigError(f"num_workers must be >= 0 (0: frames are read in the scoring loop), got {self.num_workers}")
         if self.batch_size > 1 and self.test_time_update:
             raise ConfigError(
                 "batch_size > 1 needs test_time_update=False: the authors' update changes the memory "

@@ -56,6 +56,7 @@ class InjectConfig:
                                             f"in (0, 1], got {self.height_fraction}"),
             (0 < low <= high, f"speed_factor must be (low, high) with 0 < low <= high, got ({low}, {high})"),
             (1 <= self.jpeg_quality <= 100, f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}"),
+            (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
         ]
         wrong = [message for ok, message in checks if not ok]
         if wrong:

@@ -84,6 +84,8 @@ def test_bad_input_is_refused_and_nothing_is_overwritten(footage: Path, tmp_path
     with pytest.raises(ValueError, match="train_fraction"):
         InjectConfig(train_fraction=1.0)
     with pytest.raises(ValueError, match=r"^width must be 0 \(the source's\) or at least 32 pixels, got 7$"):
+    with pytest.raises(ValueError, match=r"^seed must be >= 0, got -1$"):
+        InjectConfig(seed=-1)
         InjectConfig(width=7)
     with pytest.raises(ValueError, match=r"^clip_length must be at least 10 frames, got 5; height_fraction .* got nan; "
                                          r"speed_factor must be \(low, high\) with 0 < low <= high, got \(3.0, 1.0\)$"):

@@ -63,6 +63,10 @@ def test_size_must_be_multiple_of_8(size):
 def test_config_errors():
     with pytest.raises(ConfigError, match="test_time_update"):
         EvalConfig(batch_size=4)
+    with pytest.raises(ConfigError, match="batch_size must be >= 1, got 0"):
+        EvalConfig(batch_size=0, test_time_update=False)
+    with pytest.raises(ConfigError, match="num_workers must be >= 0"):
+        EvalConfig(num_workers=-1)
     with pytest.raises(ConfigError, match="method"):
         ModelConfig(method="flow")  # type: ignore[arg-type]
     assert ModelConfig(method="recon").t_length == 1

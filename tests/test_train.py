@@ -174,7 +174,8 @@ def test_a_finished_run_is_not_replaced_and_a_final_model_is_no_checkpoint(frame
     tr.train(frames, mcfg, tcfg, run, resume=False, progress=False)
     assert not any(path.exists() for path in stale)
     for bad, message in ((dict(seed=-1), "seed must be in"), (dict(seed=2**32), "seed must be in"),
-                         (dict(max_steps_per_epoch=-1), "must be >= 0"), (dict(epochs=0), "epochs must be >= 1, got 0")):
+                         (dict(max_steps_per_epoch=-1), "must be >= 0"), (dict(epochs=0), "epochs must be >= 1, got 0"),
+                         (dict(checkpoint_every=0), "checkpoint_every must be >= 1, got 0")):
         with pytest.raises(ConfigError, match=message):
             dataclasses.replace(tcfg, **bad)
     for width in (float("nan"), float("inf")):
@@ -220,6 +221,14 @@ def test_cli_train_then_evaluate(frames, tmp_path):
     r = _cli("evaluate", "--data", str(frames.parents[1]), "--labels", str(labels), "--checkpoint", str(run / "model.pt"),
              "--quiet")
     assert r.returncode == 0 and "no frame AUC: the labels hold only one class" in r.stdout, r.stderr
+    test.rename(frames.parents[1] / "testing_videos")  # CUHK Avenue's layout of the test split
+    (frames.parents[1] / "testing").rmdir()
+    avenue = tmp_path / "avenue.json"
+    from mnadlib import cli
+
+    assert cli.main(["evaluate", "--data", str(frames.parents[1]), "--checkpoint", str(run / "model.pt"),
+                     "--out", str(avenue), "--quiet"]) == 0
+    assert list(json.loads(avenue.read_text())["videos"]) == ["01"]
 
 
 def test_evaluate_results_are_written_atomically(tmp_path, monkeypatch):
@@ -250,6 +259,8 @@ def test_evaluate_results_are_written_atomically(tmp_path, monkeypatch):
     (["--device", "gpu7"], "unknown device"),
     (["--device", "cuda:99"], "asked for"),  # a CPU-only torch, or too few GPUs: refused either way
     (["--size", "64", "64"], "was trained at 32x32"),
+    (["--out", "res.csv"], "names the CSV that is written beside"),  # the CSV would overwrite the JSON
+    (["--batch-size", "0", "--no-update"], "batch_size must be >= 1"),
 ])
 def test_cli_evaluate_bad_input(frames, tmp_path, args, message):
     run = tmp_path / "run"
