@@ -160,7 +160,8 @@ def _jpeg_frames(folder: Path, frame_size: tuple[int, int]) -> FrameSource:
     base = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), 2)
     folder.mkdir()
     for i in range(4):
-        cv2.imwrite(str(folder / f"{i:03d}.jpg"), np.roll(base, 3 * i, axis=1))
+        if not cv2.imwrite(str(folder / f"{i:03d}.jpg"), np.roll(base, 3 * i, axis=1)):
+            raise OSError(f"could not write a frame to {folder} (a full disk?)")
     return open_source(folder)
 
 

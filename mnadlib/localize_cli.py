@@ -44,11 +44,12 @@ def run(args: argparse.Namespace) -> int:
     """Localize one video, or print the metrics table of a dataset."""
     from .localize_eval import format_table, localization_metrics
 
-    size = tuple(int(v) for v in args.size) if args.size else None
+    size = (args.size[0], args.size[1]) if args.size else None  # checked by load_model and LocalizeConfig
     if args.metrics:
         if not (args.data and args.checkpoint):
             raise LocalizeError("--metrics needs --data ROOT/DATASET and --checkpoint CKPT")
         if args.out:
+            _check_out_folder(args.out)
             check_writable(args.out, "--out")
         model, items, size = load_model(args.checkpoint, size, args.device)
         table = localization_metrics(model, items, args.data, size, progress=not args.quiet)
@@ -65,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
     source = open_source(args.video)
     validate_video(source, headers=True)  # frame files: none empty, all of one size (headers only)
     masks = load_masks(args.masks, source) if args.masks else None
+    if args.masks and masks is None:
+        raise LocalizeError(f"--masks {args.masks} holds no masks for {source.name}: give a folder of one PNG per "
+                            f"frame, a .npy of shape (frames, H, W), or the dataset root holding testing/masks/{source.name}")
     normal = (list_videos(args.normal) if args.normal else
               FrameRange(source, *parse_range(args.normal_frames)) if args.normal_frames else None)
     if not args.fit_frames:
@@ -115,13 +119,18 @@ def _localize(args: argparse.Namespace, source: FrameSource, model: MNAD, items:
     return 0
 
 
+def _check_out_folder(out: str) -> None:
+    """LocalizeError when ``--out`` names an existing file: the outputs go into a folder."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise LocalizeError(f"--out {out} is a file; give a folder for the outputs")
+
+
 def _check_outputs(args: argparse.Namespace) -> tuple[int, int] | None:
     """The GIF's frame range; LocalizeError for output flags that cannot work or would overwrite an input."""
     from .localize_output import check_apart, output_paths
 
     gif_frames = parse_range(args.gif_frames) if args.gif_frames else None
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise LocalizeError(f"--out {args.out} is a file; give a folder for the outputs")
+    _check_out_folder(args.out)
     if args.gif_every < 0 or args.gif_height < 1:
         raise LocalizeError(f"--gif-every must be >= 0 (0: no GIF) and --gif-height >= 1, got {args.gif_every} "
                             f"and {args.gif_height}")
@@ -167,7 +176,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--min-area", type=int, help="smallest region in original-frame pixels (default 0.1%% of the frame)")
     p.add_argument("--largest-only", action="store_true", help="keep only the largest region per frame (the fork)")
     p.add_argument("--alpha", type=float, default=0.6, help="weight of PSNR in the regularity score")
-    p.add_argument("--size", nargs=2, metavar=("H", "W"), help="model input size (default: the checkpoint's)")
+    p.add_argument("--size", nargs=2, type=int, metavar=("H", "W"), help="model input size (default: the checkpoint's)")
     p.add_argument("--normal", help="normal footage (video, frame folder or folder of videos) for calibration")
     p.add_argument("--normal-frames", metavar="START:END", help="normal frames of --video for calibration")
     p.add_argument("--fps", type=float, help="the footage's frame rate, for the segments' times, annotated.mp4 and "

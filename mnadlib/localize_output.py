@@ -231,6 +231,7 @@ def write_outputs(res: LocalizeResult, source: str | Path | FrameSource, out_dir
     import matplotlib.pyplot as plt
 
     src, out = as_source(source), Path(out_dir)
+    masks = None if masks is None else check_masks(masks, src)  # misaligned masks are refused before anything is written
     paths = output_paths(out, gif_every > 0)
     check_apart(out, {"video": src.path}, paths.values())
     out.mkdir(parents=True, exist_ok=True)

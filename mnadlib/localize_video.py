@@ -533,9 +533,11 @@ def fit_on_frames(source: str | Path | FrameSource, start: int, end: int, out_di
     if not 0 <= holdout < 1:
         raise LocalizeError(f"holdout must be in [0, 1), got {holdout}")
     p = preset(preset_name)
-    p.train.size = _size(size) if size is not None else p.train.size
-    p.train.epochs = p.train.epochs if epochs is None else epochs
-    p.train.seed = seed
+    try:
+        p.train = dataclasses.replace(p.train, size=p.train.size if size is None else _size(size),
+                                      epochs=p.train.epochs if epochs is None else epochs, seed=seed)
+    except ConfigError as exc:
+        raise LocalizeError(str(exc)) from None
 
     def enough(n: int) -> bool:  # a batch of training clips, and (held out) at least 2 scored calibration frames
         tail = int(round(holdout * n))
@@ -550,6 +552,8 @@ def fit_on_frames(source: str | Path | FrameSource, start: int, end: int, out_di
     folder.mkdir(parents=True)
     h, w = p.train.size
     for i in tqdm(range(start, cut), desc="write fit frames", disable=not progress, leave=False):
-        cv2.imwrite(str(folder / f"{i - start:06d}.png"), cv2.resize(src.read(i), (w, h)))
+        path = folder / f"{i - start:06d}.png"
+        if not cv2.imwrite(str(path), cv2.resize(src.read(i), (w, h))):
+            raise OSError(f"could not write {path} (a full disk?); free space under {out_dir} and run again")
     ckpt = train(folder.parent, p.model, p.train, Path(out_dir) / "fit_run", resume=False, progress=progress)
     return ckpt, FrameRange(src, cut, end) if holdout else FrameRange(src, start, cut)

@@ -339,6 +339,8 @@ def test_cli_bad_input_exits_2_with_one_line(data, ckpt, tmp_path, capsys):
         "0 <= START < END, got '5:2'": ["--video", str(tmp_path / "missing.mp4"), *common, "--gif-frames", "5:2"],
         "--fit-epochs must be at least 1": ["--video", str(test / "01"), "--fit-frames", "0:10", "--fit-epochs", "0",
                                             "--out", str(tmp_path / "o")],
+    no_masks = tmp_path / "no_masks"
+    no_masks.mkdir()
         "give --gif-every N too": ["--video", str(test / "01"), *common, "--gif-frames", "0:5"],
         "--gif-every must be >= 0": ["--video", str(test / "01"), *common, "--gif-every", "-1"],
         "holds no scored frame": ["--video", str(test / "01"), *common, "--gif-every", "1", "--gif-frames", "500:600"],
@@ -359,11 +361,18 @@ def _real_or_generated_clip(tmp_path: Path, data: Path) -> tuple[Path, str]:
     if not VTEST.is_file() and os.environ.get("MNADLIB_REQUIRE_VTEST"):
         pytest.fail(f"MNADLIB_REQUIRE_VTEST is set but {VTEST} is missing (apt-get install opencv-doc)")
     if VTEST.is_file():
+        "is a file; give a folder for the outputs": ["--metrics", "--data", str(data), "--checkpoint", str(ckpt),
+                                                     "--out", str(wrong_masks)],
+        "holds no masks for 01": ["--video", str(test / "01"), *common, "--masks", str(no_masks)],
         src: FrameSource = FrameRange(open_source(VTEST), 0, 48)
         kind = "vtest"
     else:
         frames = [f for v in list_videos(split_dir(data, "testing")) for f in (v.read(i) for i in range(len(v)))]
         folder = tmp_path / "frames"
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own message, not a traceback
+        _cli("--video", str(test / "01"), *common, "--size", "64", "x")
+    assert exit_info.value.code == 2 and "--size: invalid int value: 'x'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
         folder.mkdir()
         for i, f in enumerate(frames[:34]):
             cv2.imwrite(str(folder / f"{i:04d}.png"), f)
@@ -418,6 +427,9 @@ def test_cli_refuses_an_output_over_the_input_video(setup, data, ckpt, tmp_path,
     (tmp_path / "linked").mkdir()
     (tmp_path / "linked" / "annotated.mp4").symlink_to(elsewhere)
     before = {p: p.read_bytes() for p in (video, elsewhere)}
+    with pytest.raises(LocalizeError, match="seed must be in"):  # the preset's checks hold for what is changed
+        fit_on_frames(open_source(video), 0, need, tmp_path / "f", epochs=1, seed=-1, progress=False)
+    assert not (tmp_path / "f").exists()
     for vid, out in ((video, trap), (elsewhere, tmp_path / "linked")):
         assert _cli("--video", str(vid), "--checkpoint", str(ckpt), "--out", str(out)) == 2
         err = capsys.readouterr().err.strip()
@@ -438,6 +450,9 @@ def test_cli_refuses_an_output_folder_in_the_input_frame_folder(data, ckpt, tmp_
     listing = sorted(p.name for p in frames.iterdir())
     fit_input = tmp_path / "o" / "fit" / "fit_frames" / "fit"  # an earlier run's frames, which --fit-frames rewrites
     fit_input.mkdir(parents=True)
+    with pytest.raises(LocalizeError, match="are not aligned with"):  # masks of another video: nothing written
+        write_outputs(setup[4], elsewhere, tmp_path / "misaligned", masks=np.zeros((3, 8, 8), bool))
+    assert not (tmp_path / "misaligned").exists()
     cv2.imwrite(str(fit_input / "000.png"), src.read(0))
     cases = {"is the --video folder": ["--video", str(frames), "--checkpoint", str(ckpt), "--out", str(frames)],
              "or inside it": ["--video", str(frames), "--checkpoint", str(ckpt), "--out", str(frames / "run")],
