@@ -320,6 +320,30 @@ def open_source(path: str | os.PathLike) -> FrameSource:
     raise DataError(f"video {path} does not exist; check the path")
 
 
+def move_into_place(moves: list[tuple[Path, Path]], backup_dir: Path) -> None:
+    """Rename each (new, place) pair into place, keeping what was there in ``backup_dir`` until all have moved.
+
+    A failure part way puts every earlier file or folder back where it was, so nothing is lost;
+    ``backup_dir`` (on the same file system, so every rename is atomic) is the caller's to delete.
+    """
+    backups = [(backup_dir / f"replaced-{i}", place) for i, (_, place) in enumerate(moves)]
+    placed: list[tuple[Path, Path]] = []
+    try:
+        for backup, place in backups:
+            if place.exists() or place.is_symlink():
+                place.rename(backup)
+        for new, place in moves:
+            new.rename(place)
+            placed.append((new, place))
+    except BaseException:
+        for new, place in placed:
+            place.rename(new)
+        for backup, place in backups:
+            if backup.exists() or backup.is_symlink():
+                backup.rename(place)
+        raise
+
+
 def extract_frames(video_path: str | os.PathLike, out_dir: str | os.PathLike, ext: str = ".jpg",
                    overwrite: bool = False) -> int:
     """Decode a video file into ``out_dir/000000.jpg, ...`` atomically; returns the frame count."""
@@ -336,9 +360,11 @@ def extract_frames(video_path: str | os.PathLike, out_dir: str | os.PathLike, ex
             if not cv2.imwrite(str(target), video.read(i)):
                 raise DataError(f"cannot write {target}; check the extension {ext!r} and free disk space")
         tmp.chmod(0o755)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        backup = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        try:
+            move_into_place([(tmp, out)], backup)
+        finally:
+            shutil.rmtree(backup, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return len(video)

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from .actors import Pen, Point, draw, gait_step, palette
 from .config import ConfigError
+from .frames import move_into_place
 
 ANOMALY_KINDS = ("cyclist", "skateboarder", "cart", "runner", "lawn_walker")
 BOX_FORMAT = "[x0, y0, x1, y1] in frame pixels, x1 and y1 exclusive"
@@ -424,10 +425,7 @@ def write_dataset(out_root: str | Path, name: str, write: Callable[[Path], list[
     try:
         labels = write(tmp / name)
         np.save(tmp / "labels.npy", np.asarray(labels, np.int64)[None, :])  # (1, N) as the authors ship it
-        if target.exists():
-            target.rename(tmp / "replaced")
-        (tmp / "labels.npy").replace(root / f"frame_labels_{name}.npy")
-        (tmp / name).rename(target)
+        move_into_place([(tmp / name, target), (tmp / "labels.npy", labels_file)], tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target

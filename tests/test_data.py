@@ -19,8 +19,8 @@ from mnadlib.data import (
     ClipDataset, KNOWN_DATASETS, frames_mib, known_dataset, list_videos, load_frame, load_labels, load_masks, split_dir,
     split_labels, validate_layout, validate_video,
 )
-from mnadlib.frames import (DataError, FrameSource, TruncatedVideoWarning, atomic_path, extract_frames, frames_to_video, natural_key,
-                            open_source)
+from mnadlib.frames import (DataError, FrameSource, TruncatedVideoWarning, atomic_path, extract_frames, frames_to_video,
+                            move_into_place, natural_key, open_source)
 
 H, W = 24, 40
 
@@ -569,6 +569,8 @@ def test_extract_frames_and_frames_to_video_round_trip(tmp_path):
     with pytest.raises(DataError, match="already exists"):
         extract_frames(video, out)
     assert extract_frames(video, out, ext=".png", overwrite=True) == 9
+    assert [p.name for p in out.parent.iterdir()] == ["in"]  # the replaced frames are gone, no backup left
+    assert sorted(p.suffix for p in out.iterdir()) == [".png"] * 9
     for suffix in (".mp4", ".avi"):
         path = frames_to_video(out, tmp_path / f"back{suffix}", fps=10)
         back = open_source(path)
@@ -706,3 +708,28 @@ def test_cuhk_avenue_mat_masks(tmp_path):
     (folder / "1_label.mat").write_bytes(b"MATLAB 5.0 MAT-file" + bytes(40))
     with pytest.raises(DataError, match="cannot read mask file .* as a MATLAB file"):
         load_masks(root, video)
+
+
+def test_move_into_place_puts_everything_back_when_a_move_fails(tmp_path, monkeypatch):
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "a").write_text("new a")
+    (new / "b").write_text("new b")
+    (tmp_path / "b").write_text("old b")
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    rename = Path.rename
+
+    def second_fails(self: Path, target: Path) -> Path:
+        if self == new / "b":
+            raise OSError("rename failed")
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", second_fails)
+    with pytest.raises(OSError, match="rename failed"):
+        move_into_place([(new / "a", tmp_path / "a"), (new / "b", tmp_path / "b")], backup)
+    assert not (tmp_path / "a").exists() and (tmp_path / "b").read_text() == "old b" and not any(backup.iterdir())
+    assert sorted(p.name for p in new.iterdir()) == ["a", "b"]
+    monkeypatch.undo()
+    move_into_place([(new / "a", tmp_path / "a"), (new / "b", tmp_path / "b")], backup)
+    assert [(tmp_path / n).read_text() for n in "ab"] == ["new a", "new b"]

@@ -193,6 +193,18 @@ def test_atomic_write_and_no_overwrite(tmp_path: Path, monkeypatch: pytest.Monke
     entries = ["frame_labels_synthped.npy", ds.name]  # no temporary sibling left behind
     assert _digest(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == entries
     monkeypatch.undo()
+    rename = Path.rename
+
+    def labels_move_fails(self: Path, target: Path) -> Path:  # the last rename: the dataset has moved in already
+        if self.name == "labels.npy" and Path(target).name == entries[0]:
+            raise OSError("rename failed")
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", labels_move_fails)
+    with pytest.raises(OSError, match="rename failed"):
+        synth.generate(tmp_path, TINY, seed=2, overwrite=True)
+    assert _digest(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == entries
+    monkeypatch.undo()
     synth.generate(tmp_path, TINY, seed=2, overwrite=True)
     assert _digest(tmp_path) != before and sorted(p.name for p in tmp_path.iterdir()) == entries
 
