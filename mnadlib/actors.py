@@ -155,6 +155,8 @@ def draw(kind: str, x: float, y: float, h: float, facing: float, phase: float, c
 
     ``facing`` is +1 (moving right) or -1; ``phase`` is the gait or pedal angle; ``cols`` a :func:`palette`.
     """
+    if kind not in _DRAW:
+        raise ValueError(f"unknown actor kind {kind!r}; choose from {', '.join(_DRAW)}")
     x0, y0 = math.floor(x - 0.8 * h) - 2, math.floor(y - 1.15 * h) - 2  # room for every kind's extent
     pen = Pen(x0, y0, math.ceil(1.6 * h) + 5, math.ceil(1.2 * h) + 5)
     _DRAW[kind](pen, x, y, h, facing, phase, cols, kind)

@@ -45,6 +45,8 @@ def _sync(device: torch.device) -> None:
 
 def _measure(cfg: ModelConfig, size: tuple[int, int], batch: int, dev: torch.device, repeats: int) -> tuple[float, float]:
     """(evaluation frames/s at batch 1 with the update check, training seconds per step at ``batch``)."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
     h, w = size
     torch.manual_seed(0)
     model = MNAD(cfg).to(dev)
@@ -146,6 +148,8 @@ def workload(counts: dict[str, Any], method: Method = "pred", epochs: int = 60, 
 
 def read_seconds(source: FrameSource, size: tuple[int, int], repeats: int = 20) -> float:
     """Seconds to read one frame of ``source`` and resize it to ``size``, as the clips do (the first frames, cycled)."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
     n = min(len(source), 4)
     load_frame(source, 0, size)
     start = time.perf_counter()

@@ -37,7 +37,7 @@ from .localize_video import (FEW_CALIBRATION_FRAMES, LocalizeConfig, LocalizeRes
                              fit_normal, leading_frames, load_model, localize, relocalize)
 from .scoring import ScoreError
 
-INPUT_ERRORS = (LocalizeError, DataError, CheckpointError, ConfigError, ScoreError, FileNotFoundError, OSError)
+INPUT_ERRORS = (LocalizeError, DataError, CheckpointError, ConfigError, ScoreError, OSError)
 THRESHOLD_CHOICES = ("calibrated", "otsu", "fork", "fixed")
 FORK_FIELDS = ("map_kind", "threshold", "min_area", "largest_only", "smooth_sigma", "open_close")  # what 'fork' sets
 GIF_MAX_FRAMES = 300  # the app's GIF export keeps every k-th frame beyond this (~125 KB and 0.25 s a frame at 240 px)
@@ -290,7 +290,9 @@ class LocalizationApp:
         """Localize a test video of the dataset."""
         if self.model is None or not name:
             return
-        src = next(v for v in list_videos(split_dir(self.root, "testing")) if v.name == name)
+        src = next((v for v in list_videos(split_dir(self.root, "testing")) if v.name == name), None)
+        if src is None:
+            raise DataError(f"test video {name} is no longer in {self.root}; choose another from the list")
         try:
             session = open_session(src, self.model, self.items, self.cfg, self.normal, self.root, fps=self.fps)
         except BaseException:  # the list names the video on show again, so that choosing this one retries it

@@ -68,6 +68,10 @@ def test_estimate_refuses_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
                           (["--width", "nan"], "width must be positive and finite")):
         assert cli.main(["bench", *args]) == 2
         assert message in capsys.readouterr().err, args
+    with pytest.raises(ValueError, match="repeats must be >= 1, got 0"):  # the API checks what the CLI does
+        run([8], repeats=0)
+    with pytest.raises(ValueError, match="repeats must be >= 1, got 0"):
+        bench.read_seconds(None, (8, 8), repeats=0)  # type: ignore[arg-type]
 
 
 def test_throughput_report_and_the_estimate_command(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

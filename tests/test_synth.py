@@ -238,6 +238,11 @@ def test_anomalous_actors_share_the_pedestrian_palette(kind: str) -> None:
     assert abs(ped.std() - odd.std()) < 6
 
 
+def test_an_unknown_actor_kind_names_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="unknown actor kind 'bus'; choose from pedestrian, lawn_walker"):
+        actors.render_actor("bus", 40, np.random.default_rng(0))
+
+
 def test_anomalies_look_alike_but_move_faster() -> None:
     stats = _object_stats(MANY)
     anomaly = np.array([s[1:] for s in stats["anomaly"]])  # (objects, 2) grey level, speed

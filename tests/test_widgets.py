@@ -299,3 +299,11 @@ def test_a_test_video_that_fails_to_load_can_be_chosen_again(data, ckpt, tmp_pat
     spare.rename(masks / spare.name)
     app.video.value = "02"
     assert "loaded 02" in app.status.value and app.session.source.name == "02"
+
+
+def test_a_test_video_removed_after_the_app_started_is_a_clear_message(data, ckpt, tmp_path):
+    root = Path(shutil.copytree(data, tmp_path / "data"))
+    app = LocalizationApp(ckpt, root, out_dir=tmp_path)
+    shutil.rmtree(split_dir(root, "testing") / "02")
+    app.video.value = "02"
+    assert "test video 02 is no longer in" in app.status.value and app.session.source.name == "01"
