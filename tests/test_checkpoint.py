@@ -157,7 +157,7 @@ def test_convert_cli_gives_identical_model(parity, tmp_path):
     a, ia = ck.load_original(parity / "pred" / "model.pth.gz", parity / "pred" / "keys.pt.gz")
     b, ib = ck.load_checkpoint(out, method="pred")
     assert torch.equal(ia, ib)
-    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert ka == kb and torch.equal(va, vb)
     r = subprocess.run([sys.executable, "-m", "mnadlib", "convert", "--original-model", str(parity / "pred" / "model.pth.gz"),
                         "--original-keys", str(parity / "pred" / "keys.pt.gz"), "--method", "recon", "--out", str(tmp_path / "x.pt")],

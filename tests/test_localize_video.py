@@ -82,6 +82,8 @@ def test_result_covers_every_scored_frame_at_frame_resolution(setup):
 @pytest.mark.parametrize("threshold", ["calibrated", "otsu", 0.05])
 def test_relocalize_over_kinds_and_thresholds(setup, kind, threshold):
     res = relocalize(setup[4], map_kind=kind, threshold=threshold, min_area=0, open_close=0)
+    if threshold != "calibrated":  # a calibrated threshold may flag nothing in this short test video
+        assert sum(len(res.regions(k)) for k in range(len(res.frames))) > 0  # the checks below see some region
     for k in range(len(res.frames)):
         amap = res.map(k)
         for r in res.regions(k):
@@ -164,15 +166,25 @@ def test_otsu_and_fixed_thresholds_report_regions(setup):
 def test_fork_mode_keeps_only_the_largest_region_above_230(setup):
     fork = relocalize(setup[4], FORK)
     every = relocalize(fork, largest_only=False)
-    assert all(len(b) <= 1 for b in fork.boxes)
+    assert all(len(b) <= 1 for b in fork.boxes) and fork.cfg.largest_only and not every.cfg.largest_only
+    assert len(fork.boxes) == len(every.boxes) and sum(map(len, fork.boxes)) > 0
     for a, b in zip(fork.boxes, every.boxes):
         if a:
             assert a[0]["area"] == max(r["area"] for r in b)
+    many = relocalize(setup[4], threshold="otsu", min_area=0)  # frames with several regions: largest_only picks one
+    largest = relocalize(many, largest_only=True)
+    assert sum(len(b) > 1 for b in many.boxes) > 0
+    for a, b in zip(largest.boxes, many.boxes):
+        assert len(a) == min(len(b), 1) and (not a or a[0]["area"] == max(r["area"] for r in b))
 
 
 def test_min_area_is_in_original_frame_pixels(setup):
-    res = relocalize(setup[4], threshold="otsu", min_area=25)
-    assert all(r["area"] >= 25 for rows in res.boxes for r in rows)
+    every = relocalize(setup[4], threshold="otsu", min_area=0)
+    areas = sorted(r["area"] for rows in every.boxes for r in rows)
+    cut = areas[len(areas) // 2]  # the median region's area, in the original frame's pixels
+    res = relocalize(every, min_area=cut)
+    kept = [r["area"] for rows in res.boxes for r in rows]
+    assert kept and min(kept) >= cut and sorted(kept) == [a for a in areas if a >= cut]
 
 
 def test_streaming_needs_normal_frames_and_offline_does_not(setup):
@@ -222,7 +234,7 @@ def test_write_outputs(setup, data, tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == sum(len(f["boxes"]) for f in saved)
     summary = json.loads(paths["segments"].read_text())
-    assert summary["anomalous_frames"] == int(res.flags.sum())
+    assert summary["anomalous_frames"] == int(res.flags.sum()) and summary["segments"]
     for s in summary["segments"]:
         assert res.flags[res.index(s["start"])] and s["start"] <= s["peak_frame"] <= s["end"]
     assert paths["plot"].stat().st_size > 0 and paths["gif"].stat().st_size > 0
@@ -327,6 +339,8 @@ def test_cli_bad_input_exits_2_with_one_line(data, ckpt, tmp_path, capsys):
         cv2.imwrite(str(short / f"{i}.png"), np.zeros((40, 40, 3), np.uint8))
     wrong_masks = tmp_path / "masks.npy"
     np.save(wrong_masks, np.zeros((5, 48, 64), bool))
+    no_masks = tmp_path / "no_masks"
+    no_masks.mkdir()
     common = ["--checkpoint", str(ckpt), "--out", str(tmp_path / "o")]
     cases = {
         "cannot open": ["--video", str(garbage), *common],
@@ -339,8 +353,6 @@ def test_cli_bad_input_exits_2_with_one_line(data, ckpt, tmp_path, capsys):
         "0 <= START < END, got '5:2'": ["--video", str(tmp_path / "missing.mp4"), *common, "--gif-frames", "5:2"],
         "--fit-epochs must be at least 1": ["--video", str(test / "01"), "--fit-frames", "0:10", "--fit-epochs", "0",
                                             "--out", str(tmp_path / "o")],
-    no_masks = tmp_path / "no_masks"
-    no_masks.mkdir()
         "give --gif-every N too": ["--video", str(test / "01"), *common, "--gif-frames", "0:5"],
         "--gif-every must be >= 0": ["--video", str(test / "01"), *common, "--gif-every", "-1"],
         "holds no scored frame": ["--video", str(test / "01"), *common, "--gif-every", "1", "--gif-frames", "500:600"],
@@ -349,11 +361,18 @@ def test_cli_bad_input_exits_2_with_one_line(data, ckpt, tmp_path, capsys):
         "at most 1000, got nan": ["--video", str(test / "01"), *common, "--fps", "nan"],
         "cannot write --out": ["--video", str(test / "01"), "--checkpoint", str(ckpt), "--out", str(wrong_masks / "o")],
         "cannot write --out ": ["--metrics", "--data", str(data), "--checkpoint", str(ckpt), "--out", str(wrong_masks / "o")],
+        "is a file; give a folder for the outputs": ["--metrics", "--data", str(data), "--checkpoint", str(ckpt),
+                                                     "--out", str(wrong_masks)],
+        "holds no masks for 01": ["--video", str(test / "01"), *common, "--masks", str(no_masks)],
     }
     for needle, args in cases.items():
         assert _cli(*args) == 2, needle
         err = capsys.readouterr().err.strip()
         assert needle in err and len(err.splitlines()) == 1 and err.startswith("error:"), (needle, err)
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own message, not a traceback
+        _cli("--video", str(test / "01"), *common, "--size", "64", "x")
+    assert exit_info.value.code == 2 and "--size: invalid int value: 'x'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def _real_or_generated_clip(tmp_path: Path, data: Path) -> tuple[Path, str]:
@@ -361,18 +380,11 @@ def _real_or_generated_clip(tmp_path: Path, data: Path) -> tuple[Path, str]:
     if not VTEST.is_file() and os.environ.get("MNADLIB_REQUIRE_VTEST"):
         pytest.fail(f"MNADLIB_REQUIRE_VTEST is set but {VTEST} is missing (apt-get install opencv-doc)")
     if VTEST.is_file():
-        "is a file; give a folder for the outputs": ["--metrics", "--data", str(data), "--checkpoint", str(ckpt),
-                                                     "--out", str(wrong_masks)],
-        "holds no masks for 01": ["--video", str(test / "01"), *common, "--masks", str(no_masks)],
         src: FrameSource = FrameRange(open_source(VTEST), 0, 48)
         kind = "vtest"
     else:
         frames = [f for v in list_videos(split_dir(data, "testing")) for f in (v.read(i) for i in range(len(v)))]
         folder = tmp_path / "frames"
-    with pytest.raises(SystemExit) as exit_info:  # argparse's own message, not a traceback
-        _cli("--video", str(test / "01"), *common, "--size", "64", "x")
-    assert exit_info.value.code == 2 and "--size: invalid int value: 'x'" in capsys.readouterr().err
-    assert not (tmp_path / "o").exists()
         folder.mkdir()
         for i, f in enumerate(frames[:34]):
             cv2.imwrite(str(folder / f"{i:04d}.png"), f)
@@ -415,6 +427,9 @@ def test_fit_frames_asks_for_a_stretch_that_trains_and_calibrates(walking_footag
     need = int(re.search(r"give at least (\d+) frames", capsys.readouterr().err).group(1))
     with pytest.raises(LocalizeError, match="too short"):
         fit_on_frames(open_source(video), 0, need - 1, tmp_path / "f", epochs=1, progress=False)
+    with pytest.raises(LocalizeError, match="seed must be in"):  # the preset's checks hold for what is changed
+        fit_on_frames(open_source(video), 0, need, tmp_path / "f", epochs=1, seed=-1, progress=False)
+    assert not (tmp_path / "f").exists()
     holdout = round(0.2 * need)
     assert need - holdout >= 5 + 8 and holdout >= 5 + 1  # a batch of 8 clips of 5 frames; 2 scored held-out frames
 
@@ -427,9 +442,6 @@ def test_cli_refuses_an_output_over_the_input_video(setup, data, ckpt, tmp_path,
     (tmp_path / "linked").mkdir()
     (tmp_path / "linked" / "annotated.mp4").symlink_to(elsewhere)
     before = {p: p.read_bytes() for p in (video, elsewhere)}
-    with pytest.raises(LocalizeError, match="seed must be in"):  # the preset's checks hold for what is changed
-        fit_on_frames(open_source(video), 0, need, tmp_path / "f", epochs=1, seed=-1, progress=False)
-    assert not (tmp_path / "f").exists()
     for vid, out in ((video, trap), (elsewhere, tmp_path / "linked")):
         assert _cli("--video", str(vid), "--checkpoint", str(ckpt), "--out", str(out)) == 2
         err = capsys.readouterr().err.strip()
@@ -438,6 +450,9 @@ def test_cli_refuses_an_output_over_the_input_video(setup, data, ckpt, tmp_path,
     assert sorted(p.name for p in trap.iterdir()) == ["annotated.mp4"]  # nothing else written either
     with pytest.raises(LocalizeError, match="would be written over the video input"):  # the library refuses it too
         write_outputs(setup[4], video, trap)
+    with pytest.raises(LocalizeError, match="are not aligned with"):  # masks of another video: nothing written
+        write_outputs(setup[4], elsewhere, tmp_path / "misaligned", masks=np.zeros((3, 8, 8), bool))
+    assert not (tmp_path / "misaligned").exists()
 
 
 def test_cli_refuses_an_output_folder_in_the_input_frame_folder(data, ckpt, tmp_path, capsys):
@@ -450,9 +465,6 @@ def test_cli_refuses_an_output_folder_in_the_input_frame_folder(data, ckpt, tmp_
     listing = sorted(p.name for p in frames.iterdir())
     fit_input = tmp_path / "o" / "fit" / "fit_frames" / "fit"  # an earlier run's frames, which --fit-frames rewrites
     fit_input.mkdir(parents=True)
-    with pytest.raises(LocalizeError, match="are not aligned with"):  # masks of another video: nothing written
-        write_outputs(setup[4], elsewhere, tmp_path / "misaligned", masks=np.zeros((3, 8, 8), bool))
-    assert not (tmp_path / "misaligned").exists()
     cv2.imwrite(str(fit_input / "000.png"), src.read(0))
     cases = {"is the --video folder": ["--video", str(frames), "--checkpoint", str(ckpt), "--out", str(frames)],
              "or inside it": ["--video", str(frames), "--checkpoint", str(ckpt), "--out", str(frames / "run")],

@@ -136,6 +136,8 @@ def _run(name: str, tmp_path: Path, **params) -> papermill.PapermillExecutionErr
     ("01_prepare_data", {"data_root": "data"}, "ValueError", "'data_root' must be an absolute path"),
     ("03_reproduce_auc", {"checkpoint": "/no/such/model.pt"}, "ValueError", "/no/such/model.pt does not exist"),
     ("02_train", {"dataset": "ped2", "data_root": "{tmp}"}, "DataError", "ped2 does not exist"),
+    ("04_interactive_localization", {"checkpoint": "model.pt"}, "ValueError", "'checkpoint' must be an absolute path"),
+    ("05_result_figures", {"examples": -1}, "ValueError", "examples must be 0 or more, got -1"),
 ])
 def test_bad_parameters_fail_with_a_clear_error(tmp_path: Path, name: str, params: dict, ename: str, message: str) -> None:
     params = {k: v.format(tmp=tmp_path) if isinstance(v, str) else v for k, v in params.items()}

@@ -294,6 +294,18 @@ def test_resume_with_other_package_versions_warns(tmp_path: Path, monkeypatch, c
     assert "started with other versions (torch 1.0 -> " in err and "mnadlib" not in err.split("versions")[1]
 
 
+def test_resume_at_another_git_commit_warns_unless_the_run_had_finished(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(reproduce, "git_commit", lambda: "new")
+    monkeypatch.setattr(reproduce, "plan", lambda *args, **kwargs: [])
+    monkeypatch.setattr(reproduce, "summary", lambda out: "")
+    for status, warned in (("failed", True), ("ok", False)):
+        manifest = {**MANIFEST, "versions": reproduce._versions(), "git_commit": "old", "status": status}
+        (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+        assert reproduce.main(["--resume", str(tmp_path)]) == 0
+        err = capsys.readouterr().err
+        assert ("this run started at git commit old and continues at new" in err) is warned, (status, err)
+
+
 @pytest.mark.parametrize("results", [None, "{", '{"main": {}}'])
 def test_a_finished_run_without_a_readable_results_json_is_a_one_line_error(tmp_path: Path, capsys, results) -> None:
     (tmp_path / "manifest.json").write_text(json.dumps({**MANIFEST, "status": "ok"}))
@@ -339,9 +351,9 @@ def test_run_folder_on_a_file_system_without_locks_warns_and_goes_on(tmp_path: P
         raise OSError(errno.ENOLCK, "No locks available")
 
     monkeypatch.setattr(runlog.fcntl, "flock", no_locks)
-    with runlog.hold(tmp_path):
-        entered = True
-    assert entered and "cannot lock" in capsys.readouterr().err
+    with runlog.hold(tmp_path):  # no RunLocked: the run goes on, unlocked, and says so
+        assert (tmp_path / runlog.LOCK).is_file()
+        assert f"cannot lock {tmp_path}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [
@@ -369,6 +381,23 @@ def test_bad_arguments_exit_2_without_creating_a_run(tmp_path: Path, capsys, arg
     assert reproduce.main(["--name", "x", "--runs-dir", str(tmp_path), *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("name", sorted(reproduce.SET_BY_RUN))
+def test_each_parameter_the_pipeline_sets_is_refused_naming_its_option(tmp_path: Path, capsys, name: str) -> None:
+    value = {"use_memory": "false", "resume": "true"}.get(name, "/tmp/elsewhere")
+    assert reproduce.main(["--name", "x", "--runs-dir", str(tmp_path), "-p", name, value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{name} (use {reproduce.SET_BY_RUN[name]})" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_unknown_parameter_is_refused_in_one_line_listing_each_notebooks_parameters(tmp_path: Path, capsys) -> None:
+    assert reproduce.main(["--name", "x", "--runs-dir", str(tmp_path), "-p", "epoch", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown parameter(s) ['epoch']" in err, err
+    for notebook in reproduce.NOTEBOOKS:
+        assert f"{notebook}: " + ", ".join(reproduce.notebook_parameters(notebook)) in err
 
 
 def test_parameters_from_yaml_then_command_line(tmp_path: Path) -> None:
@@ -526,6 +555,9 @@ def test_the_visible_area_table_says_when_only_some_videos_have_masks(tmp_path: 
             in reproduce.summary(tmp_path))
     pipeline.write_results(run, {**base, "by_size_videos": {"with_masks": 36, "test_videos": 36}})
     assert "(protocol and running-max)\n" in reproduce.summary(tmp_path)
+    assert "macro AUC 70.00% (claim >= 70.0%: holds)" in reproduce.summary(tmp_path)
+    pipeline.write_results(run, {**base, "claims": {"min_auc": 0.7, "holds": False}})
+    assert "(claim >= 70.0%: MISSED)" in reproduce.summary(tmp_path)
     pipeline.write_results(run, base)  # a results.json of an earlier version, without the count
     assert "(protocol and running-max)\n" in reproduce.summary(tmp_path)
 
@@ -555,9 +587,6 @@ def test_same_test_set_tells_an_evaluation_of_these_labels_from_another_runs() -
     assert not pipeline.same_test_set({"videos": {"01": pred["videos"]["01"]}}, labels)  # a video missing
     assert not pipeline.same_test_set({"videos": {**pred["videos"], "03": pred["videos"]["02"]}}, labels)
     other = {"videos": {**pred["videos"], "01": {"frames": [4, 5, 6], "label": [1, 1, 1]}}}  # another label file
-    assert "macro AUC 70.00% (claim >= 70.0%: holds)" in reproduce.summary(tmp_path)
-    pipeline.write_results(run, {**base, "claims": {"min_auc": 0.7, "holds": False}})
-    assert "(claim >= 70.0%: MISSED)" in reproduce.summary(tmp_path)
     assert not pipeline.same_test_set(other, labels)
     longer = {"videos": {**pred["videos"], "02": {"frames": [4, 5, 6], "label": [0, 0, 0]}}}  # a longer video
     assert not pipeline.same_test_set(longer, labels)
@@ -612,6 +641,12 @@ def test_short_footage_is_refused_before_a_kernel_starts_saying_how_long(tmp_pat
     reproduce._check_footage({"footage": str(video), "clip_length": 20})  # notebook 01's inject settings: enough
     with pytest.raises(ValueError, match="need at least 220 frames"):
         reproduce._check_footage({"footage": str(video), "clip_length": 20, "train_fraction": 0.9})
+    for extra, needle in ((["-p", "train_fraction", "5e-1"], "has 100 frames"),  # read as 0.5 before the footage check
+                          (["-p", "clip_length", "abc"], "clip_length must be int, got str 'abc'")):
+        assert reproduce.main(args + extra) == 2
+        err = capsys.readouterr().err
+        assert needle in err and "Traceback" not in err, err
+    assert not (tmp_path / "x").exists()
 
 
 def test_kernel_sockets_that_a_killed_pipeline_left_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
@@ -627,9 +662,3 @@ def test_kernel_sockets_that_a_killed_pipeline_left_are_removed_and_live_ones_ke
     removed = reproduce.remove_stale_kernel_sockets(tmp_path)
     assert sorted(p.name for p in removed) == names[:2]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([names[2], f"mnadlib-kernel-{gone.pid}-3"])
-    for extra, needle in ((["-p", "train_fraction", "5e-1"], "has 100 frames"),  # read as 0.5 before the footage check
-                          (["-p", "clip_length", "abc"], "clip_length must be int, got str 'abc'")):
-        assert reproduce.main(args + extra) == 2
-        err = capsys.readouterr().err
-        assert needle in err and "Traceback" not in err, err
-    assert not (tmp_path / "x").exists()

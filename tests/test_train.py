@@ -99,7 +99,7 @@ def test_interrupted_training_resumes_to_the_same_weights(frames, tmp_path, monk
     monkeypatch.setattr(tr, "train_step", real_step)
     got, got_items = load_checkpoint(tr.train(frames, mcfg, tcfg, tmp_path / "run", progress=False))
     torch.testing.assert_close(got_items, ref_items, rtol=0, atol=0)
-    for (k, a), b in zip(ref.state_dict().items(), got.state_dict().values()):
+    for (k, a), b in zip(ref.state_dict().items(), got.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["resumed_from_epoch"] == 2
@@ -112,7 +112,7 @@ def test_frame_cache_gives_the_same_weights(frames, tmp_path, monkeypatch):
     monkeypatch.setattr(tr, "FRAME_CACHE_MIB", 0)
     got, got_items = load_checkpoint(tr.train(frames, mcfg, tcfg, tmp_path / "nocache", progress=False))
     torch.testing.assert_close(got_items, ref_items, rtol=0, atol=0)
-    for (k, a), b in zip(ref.state_dict().items(), got.state_dict().values()):
+    for (k, a), b in zip(ref.state_dict().items(), got.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
 
 
@@ -122,7 +122,7 @@ def test_frame_reading_workers_give_the_same_weights(frames, tmp_path):
     got, got_items = load_checkpoint(tr.train(frames, mcfg, dataclasses.replace(tcfg, num_workers=2),
                                               tmp_path / "workers", progress=False))
     torch.testing.assert_close(got_items, ref_items, rtol=0, atol=0)
-    for (k, a), b in zip(ref.state_dict().items(), got.state_dict().values()):
+    for (k, a), b in zip(ref.state_dict().items(), got.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
     with pytest.raises(ConfigError, match="num_workers must be >= 0"):
         dataclasses.replace(tcfg, num_workers=-1)
@@ -335,3 +335,19 @@ def test_cli_shows_mnadlib_warnings_as_one_line(capsys):
         cli._one_line_warnings()  # installed once, however often main runs
         warnings.warn("video cut.avi: its header says 20 frames but only the first 7 decode", TruncatedVideoWarning)
     assert capsys.readouterr().err == "warning: video cut.avi: its header says 20 frames but only the first 7 decode\n"
+
+
+def test_cli_restart_starts_over_where_a_run_of_other_settings_is_refused(frames, tmp_path, capsys):
+    from mnadlib import cli
+
+    run = tmp_path / "run"
+    base = ["train", "--data", str(frames), "--split-path", "--epochs", "1", "--size", "32", "32", "--quiet",
+            "--out", str(run)]
+    assert cli.main(base) == 0
+    before = (run / "model.pt").read_bytes()
+    assert cli.main(base + ["--seed", "1"]) == 2 and "--restart" in capsys.readouterr().err
+    assert (run / "model.pt").read_bytes() == before
+    assert cli.main(base + ["--seed", "1", "--restart"]) == 0
+    assert (run / "model.pt").read_bytes() != before
+    history = json.loads((run / "history.json").read_text())
+    assert [e["epoch"] for e in history] == [1], history

@@ -63,8 +63,11 @@ def test_settings_across_sliders(session, kind, mode):
             res = settings(session, kind, mode, 0.05 if kind != "memory" else 1e-4, area, alpha, largest_only=area == 5)
             expected_kind = "ssim" if mode == "fork" else kind
             assert res.cfg.map_kind == expected_kind and res.cfg.alpha == alpha
-            assert all(r["area"] >= area for rows in res.boxes for r in rows) or mode == "fork"
-            if area == 5:
+            if mode == "fork":  # the fork's whole mode: its own area and largest-only settings
+                assert (res.cfg.min_area, res.cfg.largest_only) == (FORK.min_area, True)
+            else:
+                assert res.cfg.min_area == area and all(r["area"] >= area for rows in res.boxes for r in rows)
+            if area == 5 or mode == "fork":
                 assert all(len(b) <= 1 for b in res.boxes)
 
 
