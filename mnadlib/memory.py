@@ -95,6 +95,10 @@ class Memory(torch.nn.Module):
     def forward(self, fea: Tensor, items: Tensor, train: bool) -> MemoryOutput:
         """Read from (and, when ``train``, update) the memory for a (B, C, h, w) feature map."""
         b, c, h, w = fea.shape
+        if tuple(items.shape) != (self.msize, self.fdim) or c != self.fdim:
+            raise ValueError(f"memory items of shape {tuple(items.shape)} and queries of {c} channels do not fit this "
+                             f"memory of {self.msize} items of {self.fdim} channels: use the items saved with the "
+                             "model's checkpoint")
         query = flatten_queries(fea)  # (N, C)
         score_query, score_memory = scores(query, items)
         if train:

@@ -70,3 +70,10 @@ def test_eval_keeps_memory_and_distance_map_averages_to_compactness():
     dist = nearest_distance(fea, items)
     assert dist.shape == (1, 4, 4)
     torch.testing.assert_close(dist.mean(), out.compactness_loss)
+
+
+def test_items_of_another_memory_are_refused():
+    fea = torch.randn(1, 8, 4, 4)
+    for items, c in ((init_items(6, 8), 8), (init_items(5, 4), 8), (init_items(5, 8), 4)):
+        with pytest.raises(ValueError, match="do not fit this memory of 5 items of 8 channels"):
+            Memory(5, 8)(fea[:, :c], items, train=False)
