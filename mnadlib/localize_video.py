@@ -534,7 +534,7 @@ def fit_on_frames(source: str | Path | FrameSource, start: int, end: int, out_di
         raise LocalizeError(f"holdout must be in [0, 1), got {holdout}")
     p = preset(preset_name)
     try:
-        p.train = dataclasses.replace(p.train, size=p.train.size if size is None else _size(size),
+        p.train = dataclasses.replace(p.train, size=p.train.size if size is None else size,
                                       epochs=p.train.epochs if epochs is None else epochs, seed=seed)
     except ConfigError as exc:
         raise LocalizeError(str(exc)) from None

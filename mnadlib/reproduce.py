@@ -212,9 +212,13 @@ def _is_type(value: Any, type_name: str) -> bool:
     return isinstance(value, PARAM_TYPES[type_name]) and (type_name == "bool" or not isinstance(value, bool))
 
 
-def checked_params(user: Mapping[str, Any]) -> dict[str, Any]:
-    """The -p / --config values as the notebooks declare them; ValueError for an unknown name or a wrong type."""
-    declared = {n: notebook_parameters(n) for n in NOTEBOOKS}
+def declared_params() -> dict[str, dict[str, str]]:
+    """``{notebook: {parameter: type name}}`` for every notebook the pipeline runs."""
+    return {n: notebook_parameters(n) for n in NOTEBOOKS}
+
+
+def checked_params(user: Mapping[str, Any], declared: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+    """The -p / --config values as the notebooks ``declared`` them; ValueError for an unknown name or a wrong type."""
     unknown = sorted(set(user) - set().union(*declared.values()))
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown}; the notebooks take: "
@@ -264,8 +268,8 @@ def plan(dataset: str, data_root: Path | None, out: Path, user: Mapping[str, Any
     ckpt = out / "train" / f"{main}_mem" / "model.pt"
     steps.append(("03_reproduce_auc", "03_reproduce_auc", {"checkpoint": str(ckpt)}))
     steps.append(("05_result_figures", "05_result_figures", {"checkpoint": str(ckpt)}))
-    declared = {n: notebook_parameters(n) for n in NOTEBOOKS}
-    user = checked_params(user)
+    declared = declared_params()
+    user = checked_params(user, declared)
     return [(run, src, {k: v for k, v in {**common, **defaults, **user, **fixed}.items() if k in declared[src]})
             for run, src, fixed in steps]
 
@@ -483,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _new_run(args: argparse.Namespace, argv: Sequence[str] | None) -> tuple[Path, list, dict[str, Any]]:
     """Validate the options of a new run; return its (not yet created) folder, its steps and its log."""
-    user = checked_params(_user_params(args.config, args.param))
+    user = checked_params(_user_params(args.config, args.param), declared_params())
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
