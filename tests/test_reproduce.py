@@ -143,7 +143,9 @@ def test_ctrl_c_then_resume_skips_finished_notebooks_and_continues_training(tmp_
            "--variants", "pred_mem", "-p", "epochs", "20"]
     run = tmp_path / "r"
     ckpt = run / "train" / "pred_mem" / "checkpoint.pt"
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
+    # A shell that starts the suite with `&` hands it SIGINT ignored; give the pipeline the default a terminal gives
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as proc:
         deadline = time.time() + 300
         while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
             time.sleep(0.05)
