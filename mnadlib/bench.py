@@ -3,6 +3,9 @@
 ``run`` times evaluation frames/s and training seconds/step at given sizes. Evaluation follows the
 authors' protocol (batch 1, test-time update check on every frame); training times the full step
 of :func:`mnadlib.train.train_step` with the given batch size, in the layout :func:`mnadlib.train.train` uses.
+Both also count their floating-point work (the multiply-adds of convolutions and matrix products,
+two operations each, as ``torch.utils.flop_counter`` counts them), which does not depend on the
+machine: with it a step time measured here carries over to another device at its sustained rate.
 
 ``app`` times what the localization app (notebook 04) does on a video: loading it, then each kind
 of control change (a re-threshold) with the frame shown after it, and an export's finding every
@@ -16,16 +19,18 @@ the three, counted for a folder). It is an estimate from measured unit times, no
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from . import framestore
 from .config import ConfigError, Method, ModelConfig, TrainConfig, preset
@@ -43,8 +48,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _measure(cfg: ModelConfig, size: tuple[int, int], batch: int, dev: torch.device, repeats: int) -> tuple[float, float]:
-    """(evaluation frames/s at batch 1 with the update check, training seconds per step at ``batch``)."""
+class Measured(NamedTuple):
+    """Unit times and work of one configuration."""
+
+    eval_fps: float  # frames/s at batch 1 with the update check
+    step_s: float  # seconds per training step at the batch asked for
+    eval_flop: int  # floating-point operations of one scored frame
+    step_flop: int  # of one training step (forward, backward, memory update)
+
+
+def _measure(cfg: ModelConfig, size: tuple[int, int], batch: int, dev: torch.device, repeats: int) -> Measured:
+    """Time scoring a frame and a training step; count their work on the untimed first pass of each."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     h, w = size
@@ -53,31 +67,41 @@ def _measure(cfg: ModelConfig, size: tuple[int, int], batch: int, dev: torch.dev
     items = init_items(cfg.msize, cfg.fdim).to(dev)
     clip = torch.rand(1, cfg.n_channel * cfg.t_length, h, w, device=dev) * 2 - 1
     model.eval()
+    counter = FlopCounterMode(display=False)
     with torch.no_grad():
         x, target = model.split_clip(clip)
         for i in range(repeats + 1):
             if i == 1:
                 _sync(dev)
                 start = time.perf_counter()
-            out = model(x, items, train=False)
-            mse_per_frame(out.output, target)
-            if point_score(out.output, target) < 1.0:
-                update_from_features(out.fea, items)
+            with counter if i == 0 else contextlib.nullcontext():
+                out = model(x, items, train=False)
+                mse_per_frame(out.output, target)
+                if point_score(out.output, target) < 1.0:
+                    update_from_features(out.fea, items)
         _sync(dev)
     eval_fps = repeats / (time.perf_counter() - start)
+    eval_flop = counter.get_total_flops()
     layout = training_memory_format(dev)  # as train() runs its steps
     model.to(memory_format=layout).train()
     tcfg = TrainConfig(epochs=1, batch_size=batch, size=size)
     optimizer, _ = make_optimizer(model, tcfg)
     batch_clip = (torch.rand(batch, cfg.n_channel * cfg.t_length, h, w, device=dev) * 2 - 1).contiguous(memory_format=layout)
+    counter = FlopCounterMode(display=False)
     for i in range(repeats + 1):
         if i == 1:
             _sync(dev)
             start = time.perf_counter()
-        res = train_step(model, items, batch_clip, optimizer, tcfg)
+        with counter if i == 0 else contextlib.nullcontext():
+            res = train_step(model, items, batch_clip, optimizer, tcfg)
         items = res.memory
     _sync(dev)
-    return eval_fps, (time.perf_counter() - start) / repeats
+    return Measured(eval_fps, (time.perf_counter() - start) / repeats, eval_flop, counter.get_total_flops())
+
+
+def _sig(x: float, digits: int = 4) -> float:
+    """``x`` to ``digits`` significant digits: work spans GFLOP for a tiny model to PFLOP for ShanghaiTech."""
+    return float(f"{x:.{digits}g}")
 
 
 def _memory_row(dev: torch.device) -> dict[str, float]:
@@ -104,9 +128,11 @@ def run(sizes: list[int], method: str = "pred", threads: int = 2, width: float =
     for size in sizes:
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
-        eval_fps, step_s = _measure(cfg, (size, size), batch, dev, repeats)
-        report["results"].append({"size": size, "eval_frames_per_s": round(eval_fps, 2), "train_s_per_step": round(step_s, 4),
-                                  "train_batch": batch, **_memory_row(dev)})
+        m = _measure(cfg, (size, size), batch, dev, repeats)
+        report["results"].append({"size": size, "eval_frames_per_s": round(m.eval_fps, 2), "train_s_per_step": round(m.step_s, 4),
+                                  "train_batch": batch, "eval_gflop_per_frame": _sig(m.eval_flop / 1e9),
+                                  "train_gflop_per_step": _sig(m.step_flop / 1e9),
+                                  "train_tflop_per_s": _sig(m.step_flop / m.step_s / 1e12), **_memory_row(dev)})
     return report
 
 
@@ -178,7 +204,8 @@ def estimate(dataset: str | Path, preset_name: str = "paper", method: Method = "
     cache (:data:`mnadlib.data.FRAME_CACHE_MIB`), else batch x t_length frames a step, an upper
     bound. Evaluation: scored frames x one measured frame, plus reading each test frame once.
     More workers hide reading behind the steps. A dataset folder's own first training video is
-    read; for published counts, JPEG frames of the dataset's size.
+    read; for published counts, JPEG frames of the dataset's size. ``work`` gives the run's
+    floating-point operations, which another device divides by its own sustained rate.
     """
     if epochs < 0:
         raise ConfigError(f"epochs must be >= 0 (0: the preset's), got {epochs}")
@@ -189,7 +216,8 @@ def estimate(dataset: str | Path, preset_name: str = "paper", method: Method = "
     path = Path(dataset)
     counts, sample = _counted(path) if path.is_dir() else (dataset_counts(dataset), None)
     load = workload(counts, method, epochs, p.train.batch_size)
-    eval_fps, step_s = _measure(p.model, p.train.size, p.train.batch_size, dev, repeats)
+    m = _measure(p.model, p.train.size, p.train.batch_size, dev, repeats)
+    eval_fps, step_s = m.eval_fps, m.step_s
     if sample is not None:
         read_s = read_seconds(sample, p.train.size)
     else:
@@ -208,7 +236,12 @@ def estimate(dataset: str | Path, preset_name: str = "paper", method: Method = "
                      "read_s_per_frame": round(read_s, 5), **_memory_row(dev)},
         "estimate": {"train_s": round(train_s, 1), "train_hours": round(train_s / 3600, 2),
                      "eval_pass_s": round(eval_s, 1), "eval_pass_minutes": round(eval_s / 60, 2)},
-        "note": "an estimate: measured unit times multiplied by the dataset's step and frame counts, not a measured run",
+        "work": {"train_gflop_per_step": _sig(m.step_flop / 1e9), "eval_gflop_per_frame": _sig(m.eval_flop / 1e9),
+                 "train_pflop": _sig(load["train_steps"] * m.step_flop / 1e15),
+                 "eval_pass_tflop": _sig(load["test_frames_scored"] * m.eval_flop / 1e12),
+                 "train_tflop_per_s_here": _sig(m.step_flop / step_s / 1e12)},
+        "note": "an estimate: measured unit times multiplied by the dataset's step and frame counts, not a measured run; "
+                "work counts the convolutions' and matrix products' operations, the same on any device",
     }
 
 

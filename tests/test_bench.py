@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from mnadlib import bench, cli
 from mnadlib.bench import dataset_counts, estimate, run, workload
-from mnadlib.config import ConfigError
+from mnadlib.config import ConfigError, ModelConfig
 from mnadlib.synth import SynthPreset, generate
 
 TORCH_THREADS = 1
@@ -48,6 +49,21 @@ def test_estimate_multiplies_the_measured_unit_times(tmp_path: Path) -> None:
     assert e["train_s"] == pytest.approx(train_s, rel=0.02, abs=0.2)  # the report rounds the unit times
     assert e["eval_pass_s"] == pytest.approx(eval_s, rel=0.02, abs=0.2)
     assert "not a measured run" in rep["note"]
+    w = rep["work"]
+    assert w["train_gflop_per_step"] > 0 and w["eval_gflop_per_frame"] > 0
+    assert w["train_pflop"] == pytest.approx(rep["train_steps"] * w["train_gflop_per_step"] / 1e6, rel=0.01)
+    assert w["eval_pass_tflop"] == pytest.approx(rep["test_frames_scored"] * w["eval_gflop_per_frame"] / 1e3, rel=0.01)
+
+
+def test_work_is_counted_and_grows_with_the_frame_area() -> None:
+    torch.set_num_threads(TORCH_THREADS)
+    cfg = ModelConfig(method="pred", t_length=5, width=0.125)
+    small = bench._measure(cfg, (16, 16), 2, torch.device("cpu"), 1)
+    large = bench._measure(cfg, (32, 32), 2, torch.device("cpu"), 1)
+    assert small.eval_flop > 0 and small.step_flop > 0
+    # every counted operation (convolutions, the memory's query-item products) runs once per pixel or query
+    assert (large.eval_flop, large.step_flop) == (4 * small.eval_flop, 4 * small.step_flop)
+    assert 2.5 < small.step_flop / (2 * small.eval_flop) < 3.5  # forward and backward of a batch of 2
 
 
 def test_estimate_refuses_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
@@ -78,6 +94,7 @@ def test_throughput_report_and_the_estimate_command(capsys: pytest.CaptureFixtur
     rep = run(sizes=[16], width=0.125, batch=2, threads=1, repeats=1)
     (row,) = rep["results"]
     assert row["size"] == 16 and row["train_batch"] == 2 and row["eval_frames_per_s"] > 0 and row["train_s_per_step"] > 0
+    assert row["train_tflop_per_s"] == pytest.approx(row["train_gflop_per_step"] / row["train_s_per_step"] / 1e3, rel=0.05, abs=1e-3)
     assert cli.main(["bench", "--estimate", "avenue", "--preset", "cpu", "--epochs", "1", "--threads", "1",
                      "--repeats", "1"]) == 0
     out = json.loads(capsys.readouterr().out)
