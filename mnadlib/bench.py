@@ -217,7 +217,6 @@ def estimate(dataset: str | Path, preset_name: str = "paper", method: Method = "
     counts, sample = _counted(path) if path.is_dir() else (dataset_counts(dataset), None)
     load = workload(counts, method, epochs, p.train.batch_size)
     m = _measure(p.model, p.train.size, p.train.batch_size, dev, repeats)
-    eval_fps, step_s = m.eval_fps, m.step_s
     if sample is not None:
         read_s = read_seconds(sample, p.train.size)
     else:
@@ -225,21 +224,21 @@ def estimate(dataset: str | Path, preset_name: str = "paper", method: Method = "
             read_s = read_seconds(_jpeg_frames(Path(tmp, "01"), counts["frame_size"]), p.train.size)
     cached = frames_mib(counts["train_frames"], p.train.size) <= FRAME_CACHE_MIB
     train_reads = counts["train_frames"] if cached else load["train_steps"] * p.train.batch_size * load["frames_read_per_clip"]
-    train_s = load["train_steps"] * step_s + train_reads * read_s
-    eval_s = load["test_frames_scored"] / eval_fps + counts["test_frames"] * read_s
+    train_s = load["train_steps"] * m.step_s + train_reads * read_s
+    eval_s = load["test_frames_scored"] / m.eval_fps + counts["test_frames"] * read_s
     return {
         "dataset": counts["dataset"], "preset": preset_name, "method": method, "epochs": epochs, "batch": p.train.batch_size,
         "size": list(p.train.size), "width": p.model.width, "device": str(dev), "threads": threads,
         "torch": torch.__version__, "frame_size": list(counts["frame_size"]), **load,
         "train_split_cached": cached, "train_frames_read": train_reads,
-        "measured": {"train_s_per_step": round(step_s, 4), "eval_frames_per_s": round(eval_fps, 2),
+        "measured": {"train_s_per_step": round(m.step_s, 4), "eval_frames_per_s": round(m.eval_fps, 2),
                      "read_s_per_frame": round(read_s, 5), **_memory_row(dev)},
         "estimate": {"train_s": round(train_s, 1), "train_hours": round(train_s / 3600, 2),
                      "eval_pass_s": round(eval_s, 1), "eval_pass_minutes": round(eval_s / 60, 2)},
         "work": {"train_gflop_per_step": _sig(m.step_flop / 1e9), "eval_gflop_per_frame": _sig(m.eval_flop / 1e9),
                  "train_pflop": _sig(load["train_steps"] * m.step_flop / 1e15),
                  "eval_pass_tflop": _sig(load["test_frames_scored"] * m.eval_flop / 1e12),
-                 "train_tflop_per_s_here": _sig(m.step_flop / step_s / 1e12)},
+                 "train_tflop_per_s_here": _sig(m.step_flop / m.step_s / 1e12)},
         "note": "an estimate: measured unit times multiplied by the dataset's step and frame counts, not a measured run; "
                 "work counts the convolutions' and matrix products' operations, the same on any device",
     }

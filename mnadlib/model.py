@@ -26,7 +26,8 @@ from .memory import Memory, MemoryOutput
 # torch 2.13's CPU tanh (AVX2 and AVX-512 alike): the first call in a process, split over threads, can
 # compute the other threads' share with a less accurate path (up to 9e-5 off; later calls are exact). It
 # struck 3 of 16 fresh processes on a 12,288-value tensor, and 9 of 12 on the model's first forward
-# pass, on one machine (none of 16 on another, an AMD EPYC of family 25, model 17). A first call that one thread does alone avoids it, so predictions repeat to the last digit.
+# pass, on one machine (none of 16 on another, an AMD EPYC of family 25, model 17). A first call that
+# one thread does alone avoids it, so predictions repeat to the last digit.
 torch.tanh(torch.zeros(1))
 
 
