@@ -2,7 +2,7 @@
 
 Each run gets its own folder ``runs/<name>/`` holding the executed notebooks, the data (for
 synthped), the trained variants, ``results.json`` (03), the figures and ``manifest.json``
-(parameters, versions, git commit, wall times). An existing run folder is never overwritten.
+(parameters, versions, git commit, wall times: each notebook's, and the run's over its attempts). An existing run folder is never overwritten.
 ``--resume RUN`` continues an interrupted or failed run in its own folder with the parameters it
 started with: finished notebooks are skipped, training continues from the last epoch's
 checkpoint, and the executed copy of a notebook that is run again is kept beside the new one.
@@ -97,9 +97,14 @@ class PipelineError(RuntimeError):
         self.ename, self.evalue = ename, evalue
 
 
+def claim_missed(exc: PipelineError) -> bool:
+    """Whether 03's last cell failed on its claim, after it wrote ``results.json``."""
+    return exc.ename == "AssertionError" and exc.evalue.startswith("claim missed")
+
+
 def next_step(exc: PipelineError, out: Path) -> str:
     """What the user can do after a failed notebook: --resume only helps when the cause lies outside the run."""
-    if exc.ename == "AssertionError" and exc.evalue.startswith("claim missed"):
+    if claim_missed(exc):
         return ("notebook 03 measured the numbers but they miss the claim, so the figures (05) were not drawn; "
                 f"the numbers are in the executed copy and {out / 'results.json'}. --resume would score the same "
                 "checkpoints again: start a new run (e.g. other -p epochs or -p seed), or one with -p min_auc 0 "
@@ -245,6 +250,33 @@ def _check_footage(user: dict[str, Any]) -> None:
     check_length(user["footage"], len(sources[0]), cfg)
 
 
+EXISTING = {"labels": "file", "original_model": "file", "original_keys": "file", "train_dir": "folder"}
+
+
+def check_values(user: dict[str, Any]) -> None:
+    """Refuse, before any notebook runs, a preset that does not exist or a path parameter that names nothing.
+
+    The notebooks would refuse them too, but only after the earlier ones ran (01's data, 02's training).
+    Paths are made absolute here, relative to the working directory the command was started in.
+    """
+    from .config import preset
+    from .synth import get_preset
+
+    if "preset" in user:
+        preset(str(user["preset"]))
+    if "synth_preset" in user:
+        get_preset(str(user["synth_preset"]))
+    for name, kind in EXISTING.items():
+        if user.get(name):
+            path = Path(str(user[name])).expanduser().resolve()
+            if not (path.is_file() if kind == "file" else path.is_dir()):
+                raise ValueError(f"-p {name} {path}: no such {kind}")
+            user[name] = str(path)
+    if bool(user.get("original_model")) != bool(user.get("original_keys")):
+        raise ValueError("the authors' checkpoint is two files: give both -p original_model MODEL.pth and "
+                         "-p original_keys KEYS.pt")
+
+
 def plan(dataset: str, data_root: Path | None, out: Path, user: Mapping[str, Any], smoke: bool,
          variants: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
     """(executed notebook name, source notebook, parameters) for every step of the pipeline."""
@@ -370,6 +402,9 @@ def _table(res: dict[str, Any]) -> str:
 def _fresh_dir(runs_dir: Path, name: str | None, dataset: str) -> Path:
     """``runs_dir/name`` (absolute), refusing an existing one; without a name, ``<dataset>-<timestamp>``."""
     name = name or f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if Path(name).name != name or name in (".", ".."):
+        raise ValueError(f"--name must be one folder name (no path separators), got {name!r}; "
+                         "choose where runs go with --runs-dir")
     out = (runs_dir / name).expanduser().resolve()
     try:
         exists = out.exists()
@@ -498,6 +533,7 @@ def _new_run(args: argparse.Namespace, argv: Sequence[str] | None) -> tuple[Path
         resolve_device(user["device"])
     if user.get("method", "pred") not in ("pred", "recon"):
         raise ValueError(f"-p method must be pred or recon, got {user['method']!r}")
+    check_values(user)
     if user.get("footage") and args.dataset == "synthped":
         raise ValueError("synthped is generated, not injected: give the footage a dataset name of its own, "
                          "e.g. --dataset mycam -p footage VIDEO")
@@ -636,36 +672,43 @@ def _drop_unstarted(out: Path) -> None:
 
 
 def _run(steps: Sequence[tuple[str, str, dict[str, Any]]], out: Path, log: dict[str, Any], t0: float) -> int:
-    """Execute the steps, keep the manifest current, print the results table; the exit status."""
+    """Execute the steps, keep the manifest current, print the results table; the exit status.
+
+    The table is printed after a missed claim too (03 wrote it before its assert). The manifest's
+    ``wall_s`` adds up the attempts of the run that recorded their end, ``attempt_wall_s`` is this one's.
+    """
     log["status"] = "running"
-    status = 0
+    earlier = float(log.get("wall_s") or 0.0)
+    status, table = 0, False
     try:
         execute(steps, out, log)
     except PipelineError as exc:
         print(f"error: {exc}\n{next_step(exc, out)}", file=sys.stderr)
-        status = 1
+        status, table = 1, claim_missed(exc)
     except OSError as exc:  # the manifest could not be written (a full disk): the step it records is run again
         print(f"error: {exc}\n{next_step(PipelineError(str(exc)), out)}", file=sys.stderr)
         status = 1
     except KeyboardInterrupt as exc:
         what, status = _stopped(exc)
         print(f"\n{what}; continue with: python -m mnadlib.reproduce --resume {out}", file=sys.stderr)
-    log.update(status={0: "ok", 1: "failed"}.get(status, "interrupted"), wall_s=round(time.time() - t0, 1))
+    this = round(time.time() - t0, 1)
+    log.update(status={0: "ok", 1: "failed"}.get(status, "interrupted"), attempt_wall_s=this,
+               wall_s=round(earlier + this, 1))
     try:
         write_manifest(out, log)
     except OSError as exc:  # its last written state is what --resume continues from; a failure above said so already
         if status == 0:
             print(f"error: {exc}\n{next_step(PipelineError(str(exc)), out)}", file=sys.stderr)
         status = status or 1
-    if status == 0:
+    if status == 0 or table:
         try:
             print("\n" + summary(out))
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             status = 1
-    print(f"\nrun folder: {out} ({log['status']}, {log['wall_s']:.0f} s)")
+    took = f"{this:.0f} s" + (f"; {earlier + this:.0f} s with the earlier attempts" if earlier else "")
+    print(f"\nrun folder: {out} ({log['status']}, {took})")
     return status
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -87,9 +87,13 @@ def test_failing_notebook_exits_1_naming_it_and_its_executed_copy(tmp_path: Path
     assert json.loads((tmp_path / "bad" / "manifest.json").read_text())["status"] == "failed"
     assert f"after fixing the cause, continue with: python -m mnadlib.reproduce --resume {tmp_path / 'bad'}" in err
 
+    first = json.loads((tmp_path / "bad" / "manifest.json").read_text())["wall_s"]
+
     assert reproduce.main(["--resume", str(tmp_path / "bad")]) == 1  # the cause is still there: it fails again
     manifest = json.loads((tmp_path / "bad" / "manifest.json").read_text())
     assert [s["status"] for s in manifest["steps"]] == ["failed", "failed"] and manifest["resumed"][0]["after"] == "failed"
+    assert manifest["wall_s"] == round(first + manifest["attempt_wall_s"], 1) > first  # the run's time counts both attempts
+    assert "s with the earlier attempts)" in capsys.readouterr().out
     assert (tmp_path / "bad" / "notebooks" / "01_prepare_data.attempt-1.ipynb").is_file()
 
 
@@ -127,6 +131,39 @@ def test_failures_that_resume_cannot_fix_do_not_advise_it(tmp_path: Path, monkey
     assert reproduce.main(["--name", "bad", "--runs-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert advice in err and "continue with" not in err
+
+
+def test_a_missed_claim_still_prints_the_results_table(tmp_path: Path, monkeypatch, capsys) -> None:
+    results = {"params": {"dataset": "synthped"}, "main": {"variant": "pred_mem", "frame_auc": 0.6, "macro_auc": 0.7},
+               "claims": {"min_auc": 0.7, "holds": False}, "table1": pipeline.table1({"pred": {"synthped": 60.0}}),
+               "ablation": []}
+    _plan_one_cell(tmp_path, monkeypatch, "03_reproduce_auc",
+                   "from pathlib import Path\nfrom mnadlib import pipeline\n"
+                   f"pipeline.write_results(pipeline.RunFolder(Path.cwd()), {results!r})\n"
+                   "raise AssertionError('claim missed: frame AUC 60.00% < 70.00%')")
+    assert reproduce.main(["--name", "low", "--runs-dir", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert "frame AUC 60.00%, macro AUC 70.00% (claim >= 70.0%: MISSED)" in out and "Table 1" in out
+    assert "claim missed" in err and f"run folder: {tmp_path / 'low'} (failed" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-p", "preset", "gpu"], "unknown preset 'gpu'"),
+    (["-p", "synth_preset", "huge"], "unknown synthped preset 'huge'"),
+    (["-p", "labels", "no/such/labels.npy"], "no/such/labels.npy: no such file"),
+    (["-p", "train_dir", "no/such/train"], "no/such/train: no such folder"),
+    (["-p", "original_model", "model.pth"], "give both -p original_model"),
+    (["--name", "../escape"], "--name must be one folder name"),
+    (["--name", ".."], "--name must be one folder name"),
+])
+def test_bad_values_are_refused_before_any_notebook_runs(tmp_path: Path, monkeypatch, capsys, args, message) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.pth").write_bytes(b"")
+    runs = tmp_path / "runs" / "in"
+    argv = ["--runs-dir", str(runs)] + (args if "--name" in args else ["--name", "r", *args])
+    assert reproduce.main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # no run folder was made, inside --runs-dir or beside it
 
 
 def test_a_kernel_that_dies_is_reported_with_its_log(tmp_path: Path, monkeypatch, capsys) -> None:
