@@ -112,6 +112,8 @@ class EvalConfig:
         self.size = validate_size(self.size)
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
+        if not math.isfinite(self.th):
+            raise ConfigError(f"th must be a finite number (the paper's is 0.01), got {self.th}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.num_workers < 0:

@@ -399,6 +399,7 @@ def rescore(result: EvalResult, alpha: float, error: str = "frame", norm: str = 
     first frames as normal, so a video that opens on an anomaly hides it, and its reference only
     rises, so on a long video a crowd that slowly thickens reads as a growing anomaly.
     """
+    scoring.check_alpha(alpha)
     keys = {"frame": "psnr", "patch": "patch_psnr", "ssim": "ssim_db"}
     if error not in keys:
         raise ValueError(f"error must be 'frame', 'patch' or 'ssim', got {error!r}")

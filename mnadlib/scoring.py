@@ -130,7 +130,17 @@ def minmax(values: Sequence[float] | np.ndarray) -> np.ndarray:
 
 def regularity(psnr_values: Sequence[float], feature_distance: Sequence[float], alpha: float) -> np.ndarray:
     """Per-video regularity score: high means normal (Eq. 12)."""
+    check_alpha(alpha)
+    if len(psnr_values) != len(feature_distance):
+        raise ScoreError(f"{len(psnr_values)} PSNR values but {len(feature_distance)} feature distances: "
+                         "give one of each per frame")
     return alpha * minmax(psnr_values) + (1 - alpha) * (1 - minmax(feature_distance))
+
+
+def check_alpha(alpha: float) -> None:
+    """ScoreError unless ``alpha`` (PSNR's weight in the regularity score) lies in [0, 1]; NaN included."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ScoreError(f"alpha must be in [0, 1] (the paper's: 0.6 pred, 0.7 recon), got {alpha}")
 
 
 def binary_labels(labels: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -148,8 +158,8 @@ def binary_labels(labels: Sequence[int] | np.ndarray) -> np.ndarray:
 
 def frame_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Frame AUC as the authors compute it: regularity scores against ``1 - label`` (normal positive)."""
-    y = 1 - binary_labels(labels)
-    s = np.asarray(scores, dtype=np.float64).ravel()
+    y, s = _paired(scores, labels)
+    y = 1 - y
     if len(np.unique(y)) < 2:
         raise ScoreError("frame AUC needs both normal and anomalous frames in the labels")
     if not np.isfinite(s).all():
@@ -158,13 +168,25 @@ def frame_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(roc_auc_score(y_true=y, y_score=s))
 
 
+def _paired(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (0/1) and scores (float64), flattened; ScoreError when their counts differ."""
+    y, s = binary_labels(labels), np.asarray(scores, dtype=np.float64).ravel()
+    if y.size != s.size:
+        raise ScoreError(f"{s.size} scores but {y.size} labels: give one label per scored frame")
+    return y, s
+
+
 def macro_auc(scores: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]) -> float:
     """Mean of per-video frame AUCs over videos that hold both classes (an extra, not the paper's metric)."""
+    if set(scores) != set(labels):
+        raise ScoreError(f"scores and labels name other videos: only scores for {sorted(set(scores) - set(labels))[:5]}, "
+                         f"only labels for {sorted(set(labels) - set(scores))[:5]}")
     aucs = [frame_auc(scores[v], labels[v]) for v in scores if len(np.unique(labels[v])) == 2]
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
 def roc(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(false positive rate, true positive rate) for detecting anomalies from regularity scores."""
-    fpr, tpr, _ = roc_curve(binary_labels(labels), -np.asarray(scores, dtype=np.float64).ravel())
+    y, s = _paired(scores, labels)
+    fpr, tpr, _ = roc_curve(y, -s)
     return fpr, tpr

@@ -67,6 +67,9 @@ def test_config_errors():
         EvalConfig(batch_size=0, test_time_update=False)
     with pytest.raises(ConfigError, match="num_workers must be >= 0"):
         EvalConfig(num_workers=-1)
+    for th in (float("nan"), float("inf")):  # the JSON result once held NaN, and the update ran never (nan) or always
+        with pytest.raises(ConfigError, match="th must be a finite number"):
+            EvalConfig(th=th)
     with pytest.raises(ConfigError, match="method"):
         ModelConfig(method="flow")  # type: ignore[arg-type]
     assert ModelConfig(method="recon").t_length == 1
@@ -200,6 +203,24 @@ def test_frame_auc_and_roc_refuse_labels_other_than_0_and_1(labels: np.ndarray) 
         assert scoring.frame_auc(s, ok) == 1.0
         fpr, tpr = scoring.roc(s, ok)
         assert tpr[1] == 1.0 and fpr[1] == 0.0
+
+
+def test_scores_and_labels_that_do_not_pair_up_are_clear_errors() -> None:
+    """Mismatched lengths, video names or an alpha outside [0, 1] once gave numpy's or sklearn's errors, or a number."""
+    with pytest.raises(scoring.ScoreError, match="3 PSNR values but 2 feature distances"):
+        scoring.regularity([30.0, 31.0, 32.0], [0.1, 0.2], 0.6)
+    for alpha in (-3.0, 5.0, float("nan")):
+        with pytest.raises(scoring.ScoreError, match="alpha must be in \\[0, 1\\]"):
+            scoring.regularity([30.0, 31.0], [0.1, 0.2], alpha)
+    for check in (scoring.frame_auc, scoring.roc):
+        with pytest.raises(scoring.ScoreError, match="3 scores but 4 labels"):
+            check(np.array([0.9, 0.1, 0.8]), np.array([0, 1, 0, 0]))
+    with pytest.raises(scoring.ScoreError, match="only scores for \\['a'\\], only labels for \\['b'\\]"):
+        scoring.macro_auc({"a": np.array([0.9, 0.1])}, {"b": np.array([0, 1])})
+    result = EvalResult({"01": VideoScores(frames=[0, 1], psnr=[30.0, 20.0], feature_distance=[0.1, 0.2], label=[0, 1])},
+                        None, None, {})
+    with pytest.raises(scoring.ScoreError, match="alpha must be in"):
+        rescore(result, 5.0)
 
 
 def _tiny_videos(root: Path, lengths: tuple[int, ...] = (8, 8)) -> list:
