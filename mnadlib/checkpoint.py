@@ -20,7 +20,7 @@ import tempfile
 import types
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -145,8 +145,8 @@ def _check_zip(path: str | Path, data: bytes) -> None:
         raise CheckpointError(f"{path} is damaged: '{bad}' inside it fails its checksum; copy or re-create it")
 
 
-def _torch_load(path: str | Path, weights_only: bool) -> Any:
-    """torch.load to CPU with clear errors for truncated or corrupt files."""
+def _torch_load(path: str | Path, weights_only: bool, hint: str = "") -> Any:
+    """torch.load to CPU with clear errors for truncated or corrupt files; ``hint`` replaces the advice for a refused pickle."""
     data = _read_bytes(path)
     if data[:4] == b"PK\x03\x04":
         _check_zip(path, data)
@@ -161,10 +161,11 @@ def _torch_load(path: str | Path, weights_only: bool) -> Any:
     except UnsafeCheckpointError:
         raise
     except pickle.UnpicklingError as exc:
-        what = ("It is no mnadlib checkpoint, or it holds more than tensors and plain data. If it is the authors' "
-                "whole-model pickle (model.pth), load it with load_original() (--original-model with --original-keys) "
-                "or `python -m mnadlib convert`." if weights_only else
-                "It is neither the authors' model.pth nor their keys.pt, or it is damaged.")
+        what = hint or ("It is no mnadlib checkpoint, or it holds more than tensors and plain data. If it is the "
+                        "authors' whole-model pickle (model.pth), convert it once with `python -m mnadlib convert "
+                        "--original-model model.pth --original-keys keys.pt --out model.pt` (in Python: load_original(); "
+                        "`evaluate` also takes --original-model and --original-keys)." if weights_only else
+                        "It is neither the authors' model.pth nor their keys.pt, or it is damaged.")
         raise CheckpointError(f"{path} could not be loaded safely: {_reason(exc)}. {what}") from exc
     except MemoryError as exc:
         raise CheckpointError(f"{path} needs more memory than is free to load; it is damaged or no MNAD checkpoint") from exc
@@ -309,7 +310,10 @@ def load_original(model_path: str | Path, keys_path: str | Path, method: str | N
         raise CheckpointError(f"{model_path} does not hold an MNAD convAE module (got {type(obj).__name__})")
     state = _check_state(_module_state(obj, str(model_path)), str(model_path))
     cfg = infer_config(state, method)
-    items = check_items(_torch_load(keys_path, weights_only=True), cfg, str(keys_path))
+    items = check_items(_torch_load(keys_path, weights_only=True,
+                                    hint="The keys file (--original-keys) should hold only the memory items, a "
+                                         "tensor (the authors' keys.pt); this one holds more, e.g. a whole model "
+                                         "(model.pth belongs to --original-model)."), cfg, str(keys_path))
     cfg.msize = items.shape[0]
     return _build(state, cfg, str(model_path)), items
 
@@ -342,6 +346,14 @@ class WriteError(OSError):
     """A file could not be written (disk full, no permission); the previous file at that path is unchanged."""
 
 
+def check_out_folder(path: str | Path, flag: str = "--out") -> None:
+    """WriteError when the folder to write into is, or would lie inside, an existing file; before anything is read."""
+    out = Path(path)
+    held = next((p for p in (out, *out.parents) if p.exists()), None)
+    if held is not None and not held.is_dir():
+        raise WriteError(f"{flag} {out}: {held} is a file; give a folder (new or existing) to write into")
+
+
 def check_writable(path: str | Path, flag: str) -> None:
     """WriteError when ``path`` (a file or folder to write) could not be written, found before a long run.
 
@@ -357,6 +369,34 @@ def check_writable(path: str | Path, flag: str) -> None:
     except OSError as exc:
         raise WriteError(f"cannot write {flag} {path}: {exc.strerror or exc} ({folder}); give a path in a folder "
                          "you can write to") from None
+
+
+def within(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it, symlinks resolved (and hard links of one file the same)."""
+    p, f = path.resolve(), folder.resolve()
+    if p == f or f in p.parents:
+        return True
+    try:
+        return os.path.samefile(p, f)
+    except OSError:  # either does not exist yet
+        return False
+
+
+def check_not_inputs(outputs: Iterable[str | Path], inputs: dict[str, str | Path | None]) -> None:
+    """FileExistsError when an output would replace an input file, or an existing file inside an input folder.
+
+    ``inputs`` maps a flag (for the message) to the path given with it, None when not given.
+    """
+    for out in map(Path, outputs):
+        for flag, given in inputs.items():
+            if given is None or not Path(given).exists() or not within(out, Path(given)):
+                continue
+            if Path(given).is_file():
+                raise FileExistsError(f"output {out} is the {flag} input {given}; writing it would destroy that input: "
+                                      "give another --out")
+            if out.exists():
+                raise FileExistsError(f"output {out} would replace a file inside the {flag} folder {given}; "
+                                      "give an --out outside it")
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import CheckpointError, check_writable
+from .checkpoint import CheckpointError, check_not_inputs, check_writable
 from .config import ConfigError, EvalConfig, preset, validate_size
 
 
@@ -86,6 +86,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                           f"name, e.g. {Path(args.out).with_suffix('.json')}")
     if args.out:
         check_writable(args.out, "--out")
+        check_not_inputs([args.out, Path(args.out).with_suffix(".csv")],
+                         {"--data": args.data, "--checkpoint": args.checkpoint, "--labels": args.labels,
+                          "--original-model": args.original_model, "--original-keys": args.original_keys})
     model, items, trained = _load_model(args)
     size = validate_size(args.size if args.size is not None else trained or (256, 256))
     if trained and size != trained:

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from . import actors, synth
+from .checkpoint import check_out_folder
 from .config import ConfigError
 from .data import DataError, FrameSource, list_videos
 
@@ -268,20 +269,12 @@ def _check_name(name: str) -> None:
         raise ConfigError(f"--name must be a plain folder name (not empty, not . or .., no / or \\), got {name!r}")
 
 
-def _check_out_root(out_root: str | Path) -> None:
-    """Refuse an output folder that is, or lies inside, an existing file, before any footage is read."""
-    out = Path(out_root)
-    held = next((p for p in (out, *out.parents) if p.exists()), None)
-    if held is not None and not held.is_dir():
-        raise ConfigError(f"--out {out}: {held} is a file; give a folder (new or existing) to write the dataset into")
-
-
 def inject(video: str | Path, out_root: str | Path, name: str = "injected", cfg: InjectConfig | None = None,
            overwrite: bool = False) -> Path:
     """Write ``out_root/name`` (UCSD layout, masks, ``annotations.json``) and its frame labels atomically."""
     cfg = cfg or InjectConfig()
     _check_name(name)
-    _check_out_root(out_root)
+    check_out_folder(out_root)
     sources = list_videos(video)
     if len(sources) != 1:
         raise DataError(f"{video} holds {len(sources)} videos; give one video file or one folder of frames")

@@ -60,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.video or not args.out or bool(args.checkpoint) == bool(args.fit_frames):
         raise LocalizeError("give --video FILE_OR_FOLDER --out DIR and exactly one of --checkpoint CKPT "
                             "or --fit-frames START:END")
+    if args.normal and args.normal_frames:
+        raise LocalizeError("give --normal FOOTAGE or --normal-frames START:END, not both: the thresholds are "
+                            "calibrated on one set of normal frames")
     gif_frames = _check_outputs(args)  # everything that can be checked is, before the long run
     cfg = config_from_args(args, size)
     check_fps(args.fps)

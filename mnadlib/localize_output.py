@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .checkpoint import atomic_write, atomic_write_json
+from .checkpoint import atomic_write, atomic_write_json, within
 from .config import json_safe
 from .data import DataError, FrameSource
 from .frames import atomic_path
@@ -127,7 +127,7 @@ def write_video(res: LocalizeResult, source: str | Path | FrameSource, path: str
     src, path = as_source(source), Path(path)
     if path.suffix.lower() not in (".mp4", ".gif"):
         raise LocalizeError(f"cannot write {path}: use a .mp4 or .gif file name")
-    if _within(src.path, path):
+    if within(src.path, path):
         raise LocalizeError(f"{path} is the video being read ({src.path}): it would be destroyed; write the "
                             "annotated video to another file")
     gt = None if masks is None else check_masks(masks, src)
@@ -191,19 +191,8 @@ def output_paths(out_dir: str | Path, gif: bool = False) -> dict[str, Path]:
     return {k: out / n for k, n in OUTPUT_FILES.items()} | ({"gif": out / GIF_FILE} if gif else {})
 
 
-def _within(path: Path, folder: Path) -> bool:
-    """Whether ``path`` is ``folder`` or lies under it, symlinks resolved (and hard links of one file the same)."""
-    p, f = path.resolve(), folder.resolve()
-    if p == f or f in p.parents:
-        return True
-    try:
-        return os.path.samefile(p, f)
-    except OSError:  # either does not exist yet
-        return False
-
-
 def check_apart(out_dir: str | Path, inputs: dict[str, str | Path | None], outputs: Iterable[Path]) -> None:
-    """LocalizeError when an output would replace an input, or out_dir is an input folder or inside one.
+    """LocalizeError when an output would replace an input, or out_dir is an input folder, inside one or holds one.
 
     ``inputs`` maps a name for the message (a flag) to a path, None for an input not given. Checked
     before any frame is read: an output over the input video would destroy it, and files written into
@@ -214,10 +203,14 @@ def check_apart(out_dir: str | Path, inputs: dict[str, str | Path | None], outpu
         if given is None:
             continue
         inp = Path(given)
-        if inp.is_dir() and _within(out, inp):
+        if inp.is_dir() and within(out, inp):
             raise LocalizeError(f"output folder {out} (--out) is the {name} folder {inp} or inside it: the outputs "
                                 f"would become part of that input; give an --out folder outside {inp}")
-        clash = next((o for o in outputs if _within(inp, o)), None)
+        if inp.is_dir() and out.resolve() == inp.resolve().parent:
+            raise LocalizeError(f"output folder {out} (--out) holds the {name} folder {inp}: annotated.mp4 written "
+                                f"beside it would be read as one more video of {out} (a dataset split); give an "
+                                "--out folder of its own")
+        clash = next((o for o in outputs if within(inp, o)), None)
         if clash is not None:
             raise LocalizeError(f"output {clash} would be written over the {name} input {inp}; give another --out "
                                 "folder (or move the input out of it)")

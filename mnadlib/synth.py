@@ -34,6 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .actors import Pen, Point, draw, gait_step, palette
+from .checkpoint import check_out_folder
 from .config import ConfigError
 from .frames import move_into_place
 
@@ -408,6 +409,7 @@ def write_dataset(out_root: str | Path, name: str, write: Callable[[Path], list[
     downloaded dataset, or its label file) is never replaced.
     """
     root = Path(out_root)
+    check_out_folder(root)
     target = root / name
     labels_file = root / f"frame_labels_{name}.npy"
     taken = occupied(target)

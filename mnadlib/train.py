@@ -25,7 +25,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import __version__
-from .checkpoint import CheckpointError, atomic_write_json, read_checkpoint, save_checkpoint
+from .checkpoint import (CheckpointError, atomic_write_json, check_out_folder, check_writable, read_checkpoint,
+                         save_checkpoint)
 from .config import ConfigError, ModelConfig, TrainConfig, to_dict
 from .data import FRAME_CACHE_MIB, ClipDataset, DataError, list_videos
 from .memory import init_items
@@ -154,8 +155,8 @@ def train(
     """
     epoch_lines = progress if epoch_lines is None else epoch_lines
     run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise FileExistsError(f"the run folder {run_dir} (--out) is a file; give a folder")
+    check_out_folder(run_dir)
+    check_writable(run_dir, "--out")
     generator = seed_everything(train_cfg.seed)
     device = resolve_device(train_cfg.device)
     # workers start afresh each epoch, so a cache in them would be refilled every epoch
@@ -273,7 +274,11 @@ def _resume(path: Path, model: MNAD, optimizer: torch.optim.Optimizer, scheduler
             model_cfg: ModelConfig, train_cfg: TrainConfig, device: torch.device,
             videos: list, digest: str) -> tuple[int, torch.Tensor | None, list]:
     """Restore a run from its last checkpoint; refuse one written with another configuration or other videos."""
-    payload = read_checkpoint(path)
+    try:
+        payload = read_checkpoint(path)
+    except CheckpointError as exc:  # truncated or damaged: its own message says so; say how to go on
+        raise CheckpointError(f"{exc}. To train this run folder from the start instead, use --restart "
+                              "(resume=False)") from exc
     saved, wanted = payload.get("train_config", {}), to_dict(train_cfg)
     if not isinstance(saved, dict) or not isinstance(payload.get("model_config"), dict):
         raise CheckpointError(f"{path} records no usable configuration; it is damaged. Use --restart (resume=False)")

@@ -146,8 +146,10 @@ def test_authors_files_wrong_kind_and_keys(parity, tmp_path):
     torch.save(torch.zeros(10, 256), wrong)
     with pytest.raises(ck.CheckpointError, match=r"\(10, 256\).*512"):
         ck.load_original(parity / "pred" / "model.pth.gz", wrong)
-    with pytest.raises(ck.CheckpointError, match="load_original|convert"):
+    with pytest.raises(ck.CheckpointError, match="convert it once with `python -m mnadlib convert --original-model"):
         ck.load_checkpoint(parity / "pred" / "model.pth.gz")
+    with pytest.raises(ck.CheckpointError, match="model.pth belongs to --original-model"):  # the files given swapped
+        ck.load_original(parity / "pred" / "model.pth.gz", parity / "pred" / "model.pth.gz")
 
 
 def test_convert_cli_gives_identical_model(parity, tmp_path):

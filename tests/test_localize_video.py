@@ -364,6 +364,7 @@ def test_cli_bad_input_exits_2_with_one_line(data, ckpt, tmp_path, capsys):
         "is a file; give a folder for the outputs": ["--metrics", "--data", str(data), "--checkpoint", str(ckpt),
                                                      "--out", str(wrong_masks)],
         "holds no masks for 01": ["--video", str(test / "01"), *common, "--masks", str(no_masks)],
+        "not both": ["--video", str(test / "01"), *common, "--normal", str(test / "02"), "--normal-frames", "abc"],
     }
     for needle, args in cases.items():
         assert _cli(*args) == 2, needle
@@ -468,6 +469,7 @@ def test_cli_refuses_an_output_folder_in_the_input_frame_folder(data, ckpt, tmp_
     cv2.imwrite(str(fit_input / "000.png"), src.read(0))
     cases = {"is the --video folder": ["--video", str(frames), "--checkpoint", str(ckpt), "--out", str(frames)],
              "or inside it": ["--video", str(frames), "--checkpoint", str(ckpt), "--out", str(frames / "run")],
+             "holds the --video folder": ["--video", str(frames), "--checkpoint", str(ckpt), "--out", str(frames.parent)],
              "is the --normal folder": ["--video", str(split_dir(data, "testing") / "01"), "--checkpoint", str(ckpt),
                         "--normal", str(frames), "--out", str(frames / "run")],
              "would be written over the --video input": ["--video", str(fit_input), "--fit-frames", "0:1",
@@ -478,7 +480,7 @@ def test_cli_refuses_an_output_folder_in_the_input_frame_folder(data, ckpt, tmp_
         assert needle in err and len(err.splitlines()) == 1, (needle, err)
     with pytest.raises(LocalizeError, match="which fit_on_frames empties first"):
         fit_on_frames(fit_input, 0, 1, tmp_path / "o" / "fit", epochs=1, holdout=0, progress=False)
-    assert sorted(p.name for p in frames.iterdir()) == listing
+    assert sorted(p.name for p in frames.iterdir()) == listing and [p.name for p in frames.parent.iterdir()] == ["frames"]
     assert [p.name for p in fit_input.iterdir()] == ["000.png"]
 
 

@@ -83,6 +83,12 @@ def test_cli_synth_refuses_bad_input_in_one_line_and_overwrites_when_asked(
     assert "unknown synthped preset 'huge'" in capsys.readouterr().err
     assert cli.main(["synth", "--out", str(tmp_path / "neg"), "--seed", "-1", "--quiet"]) == 2
     assert "seed must be a whole number >= 0" in capsys.readouterr().err and not (tmp_path / "neg").exists()
+    (tmp_path / "afile").write_text("keep")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "data"):
+        assert cli.main(["synth", "--out", str(out), "--quiet"]) == 2
+        assert f"{tmp_path / 'afile'} is a file; give a folder" in capsys.readouterr().err
+    assert (tmp_path / "afile").read_text() == "keep"
+    (tmp_path / "afile").unlink()
     (tmp_path / "synthped").mkdir()
     (tmp_path / "synthped" / "mine.txt").write_text("keep")
     assert cli.main(["synth", "--out", str(tmp_path), "--quiet"]) == 2

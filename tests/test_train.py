@@ -168,6 +168,10 @@ def test_a_finished_run_is_not_replaced_and_a_final_model_is_no_checkpoint(frame
     with pytest.raises(CheckpointError, match="no resumable training checkpoint.*--restart"):
         tr.train(frames, mcfg, tcfg, run, progress=False)
     assert final.read_bytes() == before
+    (run / "checkpoint.pt").write_bytes(before[:1000])  # cut short by a full disk or a copy
+    with pytest.raises(CheckpointError, match="damaged.*To train this run folder from the start instead, use --restart"):
+        tr.train(frames, mcfg, tcfg, run, progress=False)
+    (run / "checkpoint.pt").unlink()
     stale = [run / ".checkpoint.pt.k1ll3d.tmp", run / ".history.json.k1ll3d00.tmp"]  # what a SIGKILL during a save leaves
     for path in stale:
         path.write_bytes(b"half")
@@ -275,6 +279,22 @@ def test_cli_evaluate_bad_input(frames, tmp_path, args, message):
     assert "Traceback" not in r.stderr
 
 
+def test_cli_evaluate_never_writes_over_its_inputs(frames, tmp_path, capsys):
+    from mnadlib import cli
+
+    tr.train(frames, *_cfgs(epochs=1), tmp_path / "run", progress=False)
+    ckpt, labels, frame = tmp_path / "run" / "model.pt", tmp_path / "labels.npy", frames / "01" / "000.jpg"
+    np.save(labels, np.zeros((2, 10)))
+    before = {p: p.read_bytes() for p in (ckpt, labels, frame)}
+    base = ["evaluate", "--data", str(frames), "--checkpoint", str(ckpt), "--labels", str(labels), "--size", "32", "32",
+            "--quiet", "--out"]
+    for out, message in ((ckpt, "is the --checkpoint input"), (labels, "is the --labels input"),
+                         (frame, "would replace a file inside the --data folder")):
+        assert cli.main(base + [str(out)]) == 2
+        assert message in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in before} == before
+
+
 def test_bad_devices_and_a_batch_larger_than_the_data_are_clear_errors(frames, tmp_path):
     assert tr.resolve_device("cpu") == torch.device("cpu") and tr.resolve_device("auto").type in ("cpu", "cuda", "mps")
     with pytest.raises(ConfigError, match="unknown device"):
@@ -293,7 +313,8 @@ def test_cli_train_bad_numbers_and_ctrl_c(frames, tmp_path, monkeypatch, capsys)
 
     base = ["train", "--data", str(frames), "--split-path", "--epochs", "1", "--size", "32", "32", "--quiet"]
     for extra, message in ((["--seed", "-1"], "seed must be in"), (["--width", "nan"], "positive and finite"),
-                           (["--max-steps", "-1"], "--max-steps"), (["--out", str(frames / "01" / "000.jpg")], "is a file")):
+                           (["--max-steps", "-1"], "--max-steps"), (["--out", str(frames / "01" / "000.jpg")], "is a file"),
+                           (["--out", str(frames / "01" / "000.jpg" / "run")], "000.jpg is a file; give a folder")):
         out = [] if "--out" in extra else ["--out", str(tmp_path / "bad")]
         assert cli.main(base + out + extra) == 2
         assert message in capsys.readouterr().err
