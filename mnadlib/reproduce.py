@@ -40,6 +40,7 @@ from typing import Any
 import yaml
 
 from . import __version__
+from .data import known_dataset
 from .pipeline import VARIANTS, format_table, table1_columns
 from .runlog import LOCK, MANIFEST, RunLocked, attempt_path, hold, read_manifest, sweep, write_manifest
 from .train import git_commit
@@ -552,6 +553,10 @@ def _new_run(args: argparse.Namespace, argv: Sequence[str] | None) -> tuple[Path
     data_root = Path(args.data_root).expanduser().resolve() if args.data_root else None
     if data_root is not None and not data_root.is_dir():
         raise ValueError(f"--data-root {data_root} does not exist")
+    if known_dataset(args.dataset) and user.get("preset", "cpu") != "paper":
+        print(f"note: --dataset {args.dataset} with the cpu preset (64 x 64 frames, a quarter of the paper's channels, "
+              "24 epochs) is a quick look whose AUC does not compare with the paper's Table 1; -p preset paper trains "
+              "at the paper's settings (a GPU's job, README: Results)", file=sys.stderr)
     out = _fresh_dir(Path(args.runs_dir), args.name, args.dataset)
     steps = plan(args.dataset, data_root, out, user, args.smoke, variants)
     log: dict[str, Any] = {"command": _command(argv), "python": sys.executable, "versions": _versions(),

@@ -147,6 +147,16 @@ def test_a_missed_claim_still_prints_the_results_table(tmp_path: Path, monkeypat
     assert "claim missed" in err and f"run folder: {tmp_path / 'low'} (failed" in out
 
 
+def test_a_paper_dataset_with_the_cpu_preset_gets_a_note(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(reproduce, "_run", lambda *args: 0)
+    (tmp_path / "data").mkdir()
+    base = ["--dataset", "ped2", "--data-root", str(tmp_path / "data"), "--runs-dir", str(tmp_path / "runs")]
+    assert reproduce.main(base + ["--name", "quick"]) == 0
+    assert "note: --dataset ped2 with the cpu preset" in capsys.readouterr().err
+    assert reproduce.main(base + ["--name", "paper", "-p", "preset", "paper"]) == 0
+    assert "note:" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args, message", [
     (["-p", "preset", "gpu"], "unknown preset 'gpu'"),
     (["-p", "synth_preset", "huge"], "unknown synthped preset 'huge'"),
