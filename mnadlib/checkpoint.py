@@ -387,11 +387,12 @@ def check_not_inputs(outputs: Iterable[str | Path], inputs: dict[str, str | Path
 
     ``inputs`` maps a flag (for the message) to the path given with it, None when not given.
     """
+    given_paths = {flag: Path(given) for flag, given in inputs.items() if given is not None}
     for out in map(Path, outputs):
-        for flag, given in inputs.items():
-            if given is None or not Path(given).exists() or not within(out, Path(given)):
+        for flag, given in given_paths.items():
+            if not given.exists() or not within(out, given):
                 continue
-            if Path(given).is_file():
+            if given.is_file():
                 raise FileExistsError(f"output {out} is the {flag} input {given}; writing it would destroy that input: "
                                       "give another --out")
             if out.exists():

@@ -715,5 +715,6 @@ def _run(steps: Sequence[tuple[str, str, dict[str, Any]]], out: Path, log: dict[
     print(f"\nrun folder: {out} ({log['status']}, {took})")
     return status
 
+
 if __name__ == "__main__":
     sys.exit(main())
