@@ -30,7 +30,14 @@ def _unit(x: Tensor) -> Tensor:
 
 
 def squared_error(output: Tensor, target: Tensor) -> Tensor:
-    """Element-wise squared error on [0, 1]-scaled images, same shape as the inputs."""
+    """Element-wise squared error on [0, 1]-scaled images, same shape as the inputs.
+
+    Shapes must match exactly: broadcasting a single frame against a batch would give a number
+    for pairs that were never meant.
+    """
+    if output.shape != target.shape:
+        raise ScoreError(f"prediction {tuple(output.shape)} and target {tuple(target.shape)} differ in shape: "
+                         "pass frames of one size, both (B, C, H, W) or both (C, H, W)")
     return (_unit(output) - _unit(target)) ** 2
 
 
@@ -47,8 +54,11 @@ def psnr(mse: float) -> float:
 
     Identical frames (a repeated frame of real footage, copied by the zero-motion baseline) score
     120 dB instead of infinity, which would turn every min-max and running-max score of their video
-    into NaN; the authors' code raises ZeroDivisionError there.
+    into NaN; the authors' code raises ZeroDivisionError there. A NaN MSE (a model whose output
+    holds NaN) stays NaN, for the scoring to report with its video and frame count.
     """
+    if mse < 0:
+        raise ScoreError(f"an MSE is never negative, got {mse}: pass the mean squared error, not a difference")
     return 10 * math.log10(1 / max(mse, MSE_FLOOR))
 
 

@@ -48,6 +48,15 @@ def test_psnr_and_point_score():
     assert math.isclose(scoring.point_score(a, b), 0.01, rel_tol=1e-5)  # uniform error: weights cancel
 
 
+def test_scoring_refuses_frames_of_different_shapes_and_a_negative_mse() -> None:
+    batch, one = torch.zeros(2, 3, 4, 4), torch.zeros(3, 4, 4)
+    with pytest.raises(scoring.ScoreError, match=r"\(2, 3, 4, 4\) and target \(3, 4, 4\) differ in shape"):
+        scoring.mse_per_frame(batch, one)  # would broadcast into a wrong (2,) answer
+    with pytest.raises(scoring.ScoreError, match="never negative"):
+        scoring.psnr(-1.0)
+    assert math.isnan(scoring.psnr(float("nan")))  # left for _score to report with its video
+
+
 def test_macro_auc_skips_single_class_videos():
     scores = {"a": np.array([1.0, 0.0]), "b": np.array([0.5, 0.4])}
     labels = {"a": np.array([0, 1]), "b": np.array([0, 0])}
