@@ -18,8 +18,11 @@ $(STAMP): pyproject.toml Makefile
 
 setup: $(STAMP)
 
+# A fresh TMPDIR: the notebooks' default run folder (<temp dir>/mnadlib-runs/default) starts empty,
+# so 02 trains under nbval instead of finding an earlier run's model there.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	TMPDIR=$$tmp $(BIN)/python -m pytest -q tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
 
 reproduce: $(STAMP)
 	$(BIN)/python -m mnadlib.reproduce $(ARGS)

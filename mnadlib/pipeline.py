@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,13 +39,16 @@ def default_out_dir() -> Path:
     return scratch_dir("default")
 
 
-def check_params(ns: dict[str, Any], paths: Sequence[str] = (), existing: Sequence[str] = ()) -> dict[str, Any]:
+def check_params(ns: dict[str, Any], paths: Sequence[str] = (), existing: Sequence[str] = (),
+                 choices: Mapping[str, Sequence[str]] | None = None,
+                 bounds: Mapping[str, tuple[float | None, float | None]] | None = None) -> dict[str, Any]:
     """Validate a notebook's parameters in its namespace (``globals()``) right after the parameters cell.
 
     The parameters cell's annotations (``epochs: int = 2``) are the specification. Unknown names
     in papermill's injected cell (it injects those too, with a mere warning), values of the wrong
-    type, relative paths among ``paths`` and ``existing``, and missing files among ``existing`` raise
-    one ValueError that lists them all. Ints given for float parameters are converted in ``ns``, and
+    type, a float that is not finite, a value outside its ``choices`` or its inclusive ``bounds`` (lo, hi;
+    None for open), relative paths among ``paths`` and ``existing``, and missing files among
+    ``existing`` raise one ValueError that lists them all, before any work starts. Ints given for float parameters are converted in ``ns``, and
     ``~`` in paths is expanded there, so later cells never see a path relative to the working
     directory. Returns the parameters as a dict.
     """
@@ -62,6 +66,17 @@ def check_params(ns: dict[str, Any], paths: Sequence[str] = (), existing: Sequen
                     " (papermill's -p takes True or False)" if typ is bool and str(value).lower() in ("true", "false")
                     else "")
             errors.append(f"parameter {name!r} must be {typ.__name__}, got {type(value).__name__} {value!r}{hint}")
+        elif typ is float and not math.isfinite(value):
+            errors.append(f"parameter {name!r} must be a finite number, got {value!r}")
+    for name, allowed in (choices or {}).items():
+        if isinstance(ns.get(name), str) and ns[name] not in allowed:
+            errors.append(f"parameter {name!r} must be one of {', '.join(map(repr, allowed))}, got {ns[name]!r}")
+    for name, (lo, hi) in (bounds or {}).items():
+        value = ns.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (
+                (lo is not None and value < lo) or (hi is not None and value > hi)):
+            where = f"at least {lo}" if hi is None else f"at most {hi}" if lo is None else f"between {lo} and {hi}"
+            errors.append(f"parameter {name!r} must be {where}, got {value!r}")
     for name in (*paths, *existing):
         value = ns.get(name)
         if isinstance(value, str) and value.startswith("~"):

@@ -181,18 +181,23 @@ def train(
     ckpt_path = run_dir / CHECKPOINT
     if resume and not ckpt_path.exists() and (run_dir / FINAL).exists():
         raise FileExistsError(f"{run_dir} holds a trained {FINAL} but no {CHECKPOINT} to continue from; training "
-                              "there would replace it. Use a new --out folder, or --restart (resume=False) to replace it")
+                              "there would replace it. Use a new --out folder (out_dir in a notebook), or --restart "
+                              "(resume=False) to replace it")
     if resume and ckpt_path.exists():
         start_epoch, items, history = _resume(ckpt_path, model, optimizer, scheduler, generator, model_cfg, train_cfg,
                                               device, seen, digest)
-        if epoch_lines and start_epoch < train_cfg.epochs:
-            tqdm.write(f"resuming {ckpt_path} after epoch {start_epoch} of {train_cfg.epochs}")
+        if epoch_lines:
+            tqdm.write(f"resuming {ckpt_path} after epoch {start_epoch} of {train_cfg.epochs}"
+                       if start_epoch < train_cfg.epochs else
+                       f"{run_dir} is already trained with these settings ({train_cfg.epochs} epochs): nothing left "
+                       "to train; --restart (resume=False) trains it again")
     run_dir.mkdir(parents=True, exist_ok=True)  # only now: a run refused above leaves no empty folder behind
     written = (CHECKPOINT, FINAL, "history.json", "manifest.json")
     for stale in (p for name in written for p in run_dir.glob(f".{name}.*.tmp")):
         stale.unlink(missing_ok=True)  # half-written by a run killed mid-save (SIGKILL skips the cleanup)
-    write_manifest(run_dir, model_config=to_dict(model_cfg), train_config=to_dict(train_cfg), data=str(data),
-                   seed=train_cfg.seed, device=str(device), resumed_from_epoch=start_epoch or None)
+    if start_epoch < train_cfg.epochs:  # a finished run keeps the manifest of the session that trained it
+        write_manifest(run_dir, model_config=to_dict(model_cfg), train_config=to_dict(train_cfg), data=str(data),
+                       seed=train_cfg.seed, device=str(device), resumed_from_epoch=start_epoch or None)
     started = _clock()
     for epoch in range(start_epoch, train_cfg.epochs):
         model.train()
@@ -222,8 +227,11 @@ def train(
         if (epoch + 1) % train_cfg.checkpoint_every == 0 or epoch + 1 == train_cfg.epochs:
             _save_resumable(ckpt_path, model, items, optimizer, scheduler, generator, epoch + 1, history, train_cfg, seen,
                             digest)
+    final = run_dir / FINAL
+    if start_epoch >= train_cfg.epochs and final.exists() and final.stat().st_mtime >= ckpt_path.stat().st_mtime:
+        return final  # written from this checkpoint; a run killed between the two saves writes it below
     atomic_write_json(history, run_dir / "history.json", indent=2)
-    return save_checkpoint(run_dir / FINAL, model, items, train_config=to_dict(train_cfg), history=history)
+    return save_checkpoint(final, model, items, train_config=to_dict(train_cfg), history=history)
 
 
 def training_memory_format(device: torch.device) -> torch.memory_format:
@@ -294,7 +302,8 @@ def _resume(path: Path, model: MNAD, optimizer: torch.optim.Optimizer, scheduler
     if differ:
         raise CheckpointError(
             f"{path} was written by a run with other settings: {'; '.join(differ)}. Continuing it would give weights "
-            "that neither run asked for; use a new --out folder, or --restart (resume=False) to start over there"
+            "that neither run asked for; use a new --out folder (out_dir in a notebook), or --restart (resume=False) "
+            "to start over there"
         )
     try:
         model.load_state_dict(payload["state_dict"])

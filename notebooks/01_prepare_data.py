@@ -59,7 +59,7 @@ if "google.colab" in sys.modules:  # Colab only: install mnadlib from a git URL 
 dataset: str = "synthped"  # dataset folder under data_root: synthped, ped2, avenue or shanghai
 data_root: str = ""  # absolute folder holding <dataset>/ and frame_labels_<dataset>.npy; empty: <out_dir>/data
 generate: bool = True  # synthped (or footage): write the dataset when data_root lacks it
-overwrite: bool = True  # replace a synthped or injected dataset of another preset, seed or footage (never data mnadlib did not write)
+overwrite: bool = False  # True: replace a synthped or injected dataset of another preset, seed or footage here (never data mnadlib did not write)
 synth_preset: str = "small"  # synthped size: small (minutes on a CPU) or full (Ped2's counts and frame size)
 seed: int = 0  # synthped generator seed; with footage, the seed of the injected anomalies
 labels: str = ""  # absolute path of the frame labels .npy; empty: frame_labels_<dataset>.npy (or of its paper name, e.g. ped2 for UCSDped2) beside the dataset
@@ -73,7 +73,8 @@ out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib-runs/
 # %%
 from mnadlib.pipeline import check_params
 
-params = check_params(globals(), paths=("data_root", "out_dir"), existing=("footage", "labels"))
+params = check_params(globals(), paths=("data_root", "out_dir"), existing=("footage", "labels"),
+                      bounds={"seed": (0, 2**32 - 1), "show_videos": (0, None)})
 
 # %%
 import time

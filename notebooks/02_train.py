@@ -27,9 +27,11 @@
 # Writes `<out_dir>/train/<method>_<mem|nomem>/model.pt` (loadable by `python -m mnadlib
 # evaluate --checkpoint`), `history.json` with per-epoch losses and memory usage, and shows the
 # loss curves and how often each memory item is the nearest one to a query. A resumable
-# `checkpoint.pt` is written after every epoch; with `resume=True` an interrupted training
-# continues after its last epoch, to the same weights (`python -m mnadlib.reproduce` always sets
-# it, which is what lets its `--resume` continue a training).
+# `checkpoint.pt` is written after every epoch. With `resume=True` (the default, as for `python -m
+# mnadlib train`) an interrupted training continues after its last epoch, to the same weights; a
+# finished one of the same settings is kept as it is, so running the notebook again costs
+# nothing; and a model of other settings (another seed, preset, dataset...) is never replaced:
+# the notebook stops and says what differs. `resume=False` trains from the start, replacing it.
 #
 # **Paths.** Every path is a parameter and must be absolute; `out_dir` left empty is
 # `<system temp dir>/mnadlib-runs/default`, shared with the other notebooks (run 01 first, or the
@@ -63,7 +65,7 @@ epochs: int = 0  # training epochs; 0: the preset's
 width: float = 0.0  # channel multiplier (1.0: the paper's 64-128-256-512 encoder); 0: the preset's
 max_steps: int = 0  # cap on steps per epoch; 0: full epochs (smoke runs use a few)
 seed: int = 0  # seed for weights, memory items and data order
-resume: bool = False  # continue from the run's checkpoint.pt when an earlier training there was interrupted
+resume: bool = True  # continue this run folder's training (an interrupted one; a finished one of these settings is kept); False: train from the start, replacing its model
 device: str = "auto"  # auto, cpu, cuda or mps
 workers: int = 0  # processes reading frames beside the training loop (helps a GPU); the same weights for any count
 dataset: str = "synthped"  # dataset folder under data_root: synthped, ped2, avenue or shanghai
@@ -73,7 +75,9 @@ out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib-runs/
 # %%
 from mnadlib.pipeline import check_params
 
-params = check_params(globals(), paths=("data_root", "out_dir"))
+params = check_params(globals(), paths=("data_root", "out_dir"), choices={"method": ("pred", "recon")},
+                      bounds={"epochs": (0, None), "width": (0, None), "max_steps": (0, None), "seed": (0, 2**32 - 1),
+                              "workers": (0, None)})
 
 # %%
 import dataclasses

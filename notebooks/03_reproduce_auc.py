@@ -87,7 +87,8 @@ out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib-runs/
 from mnadlib.pipeline import check_params
 
 params = check_params(globals(), paths=("data_root", "out_dir"),
-                      existing=("checkpoint", "original_model", "original_keys", "train_dir", "labels"))
+                      existing=("checkpoint", "original_model", "original_keys", "train_dir", "labels"),
+                      choices={"method": ("pred", "recon")}, bounds={"min_auc": (0, 1), "alpha": (None, 1)})
 
 # %%
 import time

@@ -84,7 +84,8 @@ metrics: bool = True  # compute pixel AUROC, UCSD 40% AUC and RBDC/TBDC for the 
 # %%
 from mnadlib.pipeline import check_params
 
-params = check_params(globals(), paths=("checkpoint", "data_root", "out_dir"), existing=("checkpoint",))
+params = check_params(globals(), paths=("checkpoint", "data_root", "out_dir"), existing=("checkpoint",),
+                      bounds={"seed": (0, 2**32 - 1), "threads": (1, None), "min_area": (-1, None)})
 
 # %%
 import time

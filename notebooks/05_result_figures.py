@@ -77,10 +77,9 @@ out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib-runs/
 from mnadlib.pipeline import check_params
 
 params = check_params(globals(), paths=("data_root", "out_dir"),
-                      existing=("checkpoint", "original_model", "original_keys", "labels"))
-for name in ("examples", "tsne_frames", "show_videos"):
-    if params[name] < 0:
-        raise ValueError(f"{name} must be 0 or more, got {params[name]}")
+                      existing=("checkpoint", "original_model", "original_keys", "labels"),
+                      choices={"method": ("pred", "recon")}, bounds={"alpha": (None, 1), "seed": (0, 2**32 - 1),
+                      "examples": (0, None), "tsne_frames": (0, None), "show_videos": (0, None)})
 
 # %%
 import json

@@ -109,6 +109,21 @@ def test_check_params_reports_every_problem() -> None:
         pipeline.check_params({"__annotations__": {"epochs": int}, "epochs": True})
 
 
+def test_check_params_refuses_non_finite_floats_and_values_outside_choices_or_bounds() -> None:
+    spec = {"method": str, "min_auc": float, "alpha": float, "threads": int, "seed": int}
+    ns = {"__annotations__": spec, "method": "bogus", "min_auc": 70.0, "alpha": float("nan"), "threads": 0, "seed": -1}
+    rules = {"choices": {"method": ("pred", "recon")},
+             "bounds": {"min_auc": (0, 1), "alpha": (None, 1), "threads": (1, None), "seed": (0, 2**32 - 1)}}
+    with pytest.raises(ValueError) as err:
+        pipeline.check_params(ns, **rules)
+    msg = str(err.value)
+    assert "'method' must be one of 'pred', 'recon', got 'bogus'" in msg
+    assert "'min_auc' must be between 0 and 1, got 70.0" in msg and "'alpha' must be a finite number, got nan" in msg
+    assert "'threads' must be at least 1, got 0" in msg and "'seed' must be between 0 and 4294967295, got -1" in msg
+    good = {"__annotations__": spec, "method": "recon", "min_auc": 0.7, "alpha": -1.0, "threads": 1, "seed": 2**32 - 1}
+    assert pipeline.check_params(good, **rules)["method"] == "recon"
+
+
 def test_check_params_expands_home_and_explains_text_read_as_a_number(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "model.pt").write_bytes(b"x")
@@ -137,12 +152,38 @@ def _run(name: str, tmp_path: Path, **params) -> papermill.PapermillExecutionErr
     ("03_reproduce_auc", {"checkpoint": "/no/such/model.pt"}, "ValueError", "/no/such/model.pt does not exist"),
     ("02_train", {"dataset": "ped2", "data_root": "{tmp}"}, "DataError", "ped2 does not exist"),
     ("04_interactive_localization", {"checkpoint": "model.pt"}, "ValueError", "'checkpoint' must be an absolute path"),
-    ("05_result_figures", {"examples": -1}, "ValueError", "examples must be 0 or more, got -1"),
+    ("05_result_figures", {"examples": -1}, "ValueError", "parameter 'examples' must be at least 0, got -1"),
+    ("03_reproduce_auc", {"method": "bogus"}, "ValueError", "'method' must be one of 'pred', 'recon', got 'bogus'"),
+    ("03_reproduce_auc", {"min_auc": 70}, "ValueError", "'min_auc' must be between 0 and 1, got 70.0"),
+    ("04_interactive_localization", {"threads": 0}, "ValueError", "'threads' must be at least 1, got 0"),
+    ("02_train", {"max_steps": -3}, "ValueError", "'max_steps' must be at least 0, got -3"),
 ])
 def test_bad_parameters_fail_with_a_clear_error(tmp_path: Path, name: str, params: dict, ename: str, message: str) -> None:
     params = {k: v.format(tmp=tmp_path) if isinstance(v, str) else v for k, v in params.items()}
     err = _run(name, tmp_path, **params)
     assert err.ename == ename and message in err.evalue
+
+
+def test_02_run_again_keeps_its_model_and_refuses_to_replace_it_with_other_settings(tmp_path: Path) -> None:
+    """A second Run All trains nothing; another seed in the same out_dir stops before touching the model."""
+    quick = {"epochs": 1, "max_steps": 2, "device": "cpu", "out_dir": str(tmp_path / "run")}
+
+    def execute(**params) -> None:
+        papermill.execute_notebook(str(NOTEBOOK_DIR / "02_train.ipynb"), str(tmp_path / "02.ipynb"),
+                                   parameters={**quick, **params}, progress_bar=False,
+                                   kernel_manager_class=current_python_kernel())
+
+    execute()
+    model = tmp_path / "run" / "train" / "pred_mem" / "model.pt"
+    before = model.read_bytes()
+    execute()
+    assert model.read_bytes() == before and "already trained with these settings" in (tmp_path / "02.ipynb").read_text()
+    err = _run("02_train", tmp_path, **quick, seed=1)
+    assert err.ename == "CheckpointError" and "train.seed (saved 0, now 1)" in err.evalue
+    assert "out_dir in a notebook" in err.evalue and "resume=False" in err.evalue
+    assert model.read_bytes() == before
+    execute(seed=1, resume=False)
+    assert model.read_bytes() != before
 
 
 def test_a_published_dataset_name_with_other_counts_is_refused(tmp_path: Path) -> None:

@@ -155,6 +155,26 @@ def test_resume_refuses_another_configuration(frames, tmp_path):
         tr.train(recording, mcfg, tcfg, tmp_path / "run", progress=False)
 
 
+def test_a_finished_run_of_the_same_settings_is_kept_as_it_is(frames, tmp_path, monkeypatch, capsys):
+    """Running a training again (a notebook's "Run all") trains nothing and leaves model and manifest as they were."""
+    mcfg, tcfg = _cfgs(epochs=1)
+    run = tmp_path / "run"
+    final = tr.train(frames, mcfg, tcfg, run, progress=False)
+    model, manifest = final.read_bytes(), (run / "manifest.json").read_bytes()
+
+    def no_step(*args, **kwargs):
+        raise AssertionError("a finished run trained again")
+
+    monkeypatch.setattr(tr, "train_step", no_step)
+    assert tr.train(frames, mcfg, tcfg, run, progress=False, epoch_lines=True) == final
+    assert final.read_bytes() == model and (run / "manifest.json").read_bytes() == manifest
+    assert "already trained with these settings (1 epochs): nothing left to train; --restart (resume=False)" in \
+        capsys.readouterr().out
+    with pytest.raises(CheckpointError, match=r"train.seed \(saved 0, now 3\).*new --out folder \(out_dir in a notebook\)"):
+        tr.train(frames, mcfg, dataclasses.replace(tcfg, seed=3), run, progress=False)
+    assert final.read_bytes() == model
+
+
 def test_a_finished_run_is_not_replaced_and_a_final_model_is_no_checkpoint(frames, tmp_path):
     mcfg, tcfg = _cfgs(epochs=1)
     run = tmp_path / "run"
