@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import math
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,11 +46,11 @@ def check_params(ns: dict[str, Any], paths: Sequence[str] = (), existing: Sequen
 
     The parameters cell's annotations (``epochs: int = 2``) are the specification. Unknown names
     in papermill's injected cell (it injects those too, with a mere warning), values of the wrong
-    type, a float that is not finite, a value outside its ``choices`` or its inclusive ``bounds`` (lo, hi;
-    None for open), relative paths among ``paths`` and ``existing``, and missing files among
-    ``existing`` raise one ValueError that lists them all, before any work starts. Ints given for float parameters are converted in ``ns``, and
-    ``~`` in paths is expanded there, so later cells never see a path relative to the working
-    directory. Returns the parameters as a dict.
+    type, a float that is not finite, a value outside its ``choices`` or its inclusive ``bounds``
+    (lo, hi; None for open), relative paths among ``paths`` and ``existing``, and missing files
+    among ``existing`` raise one ValueError that lists them all, before any work starts. Ints given
+    for float parameters are converted in ``ns``, and ``~`` in paths is expanded there, so later
+    cells never see a path relative to the working directory. Returns the parameters as a dict.
     """
     spec = ns.get("__annotations__") or {}
     if not spec:

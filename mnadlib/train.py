@@ -189,7 +189,7 @@ def train(
         if epoch_lines:
             tqdm.write(f"resuming {ckpt_path} after epoch {start_epoch} of {train_cfg.epochs}"
                        if start_epoch < train_cfg.epochs else
-                       f"{run_dir} is already trained with these settings ({train_cfg.epochs} epochs): nothing left "
+                       f"{run_dir} is already trained with these settings (to epoch {train_cfg.epochs}): nothing left "
                        "to train; --restart (resume=False) trains it again")
     run_dir.mkdir(parents=True, exist_ok=True)  # only now: a run refused above leaves no empty folder behind
     written = (CHECKPOINT, FINAL, "history.json", "manifest.json")

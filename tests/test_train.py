@@ -168,7 +168,7 @@ def test_a_finished_run_of_the_same_settings_is_kept_as_it_is(frames, tmp_path, 
     monkeypatch.setattr(tr, "train_step", no_step)
     assert tr.train(frames, mcfg, tcfg, run, progress=False, epoch_lines=True) == final
     assert final.read_bytes() == model and (run / "manifest.json").read_bytes() == manifest
-    assert "already trained with these settings (1 epochs): nothing left to train; --restart (resume=False)" in \
+    assert "already trained with these settings (to epoch 1): nothing left to train; --restart (resume=False)" in \
         capsys.readouterr().out
     with pytest.raises(CheckpointError, match=r"train.seed \(saved 0, now 3\).*new --out folder \(out_dir in a notebook\)"):
         tr.train(frames, mcfg, dataclasses.replace(tcfg, seed=3), run, progress=False)
