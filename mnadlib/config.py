@@ -15,9 +15,11 @@ import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Method = Literal["pred", "recon"]
+METHODS: tuple[str, ...] = get_args(Method)
+SEED_RANGE = (0, 2**32 - 1)  # numpy's seeds, inclusive: what every seed parameter accepts
 
 
 class ConfigError(ValueError):
@@ -37,7 +39,7 @@ class ModelConfig:
     use_skips: bool = True  # U-Net skips in the prediction model (MNADrc ablation turns them off)
 
     def __post_init__(self) -> None:
-        if self.method not in ("pred", "recon"):
+        if self.method not in METHODS:
             raise ConfigError(f"method must be 'pred' or 'recon', got {self.method!r}")
         if self.method == "pred" and self.t_length < 2:
             raise ConfigError(f"pred needs t_length >= 2 (inputs + target), got {self.t_length}")
@@ -88,7 +90,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.num_workers < 0:
             raise ConfigError(f"num_workers must be >= 0 (0: frames are read in the training loop), got {self.num_workers}")
-        if not 0 <= self.seed < 2**32:
+        if not SEED_RANGE[0] <= self.seed <= SEED_RANGE[1]:
             raise ConfigError(f"seed must be in 0 .. 2**32 - 1 (numpy's range), got {self.seed}")
         if self.max_steps_per_epoch < 0:
             raise ConfigError(f"max_steps_per_epoch (--max-steps) must be >= 0 (0: full epochs), got "

@@ -191,11 +191,12 @@ def train(
                        if start_epoch < train_cfg.epochs else
                        f"{run_dir} is already trained with these settings (to epoch {train_cfg.epochs}): nothing left "
                        "to train; --restart (resume=False) trains it again")
+    finished = start_epoch >= train_cfg.epochs  # only a resumed run can be
     run_dir.mkdir(parents=True, exist_ok=True)  # only now: a run refused above leaves no empty folder behind
     written = (CHECKPOINT, FINAL, "history.json", "manifest.json")
     for stale in (p for name in written for p in run_dir.glob(f".{name}.*.tmp")):
         stale.unlink(missing_ok=True)  # half-written by a run killed mid-save (SIGKILL skips the cleanup)
-    if start_epoch < train_cfg.epochs:  # a finished run keeps the manifest of the session that trained it
+    if not finished:  # a finished run keeps the manifest of the session that trained it
         write_manifest(run_dir, model_config=to_dict(model_cfg), train_config=to_dict(train_cfg), data=str(data),
                        seed=train_cfg.seed, device=str(device), resumed_from_epoch=start_epoch or None)
     started = _clock()
@@ -228,7 +229,7 @@ def train(
             _save_resumable(ckpt_path, model, items, optimizer, scheduler, generator, epoch + 1, history, train_cfg, seen,
                             digest)
     final = run_dir / FINAL
-    if start_epoch >= train_cfg.epochs and final.exists() and final.stat().st_mtime >= ckpt_path.stat().st_mtime:
+    if finished and final.exists() and final.stat().st_mtime >= ckpt_path.stat().st_mtime:
         return final  # written from this checkpoint; a run killed between the two saves writes it below
     atomic_write_json(history, run_dir / "history.json", indent=2)
     return save_checkpoint(final, model, items, train_config=to_dict(train_cfg), history=history)

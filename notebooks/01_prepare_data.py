@@ -71,10 +71,11 @@ show_videos: int = 12  # test videos shown in the sample-frame figure (0: all)
 out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib-runs/default
 
 # %%
+from mnadlib.config import SEED_RANGE
 from mnadlib.pipeline import check_params
 
 params = check_params(globals(), paths=("data_root", "out_dir"), existing=("footage", "labels"),
-                      bounds={"seed": (0, 2**32 - 1), "show_videos": (0, None)})
+                      bounds={"seed": SEED_RANGE, "show_videos": (0, None)})
 
 # %%
 import time

@@ -73,10 +73,11 @@ data_root: str = ""  # absolute folder holding <dataset>/ (run 01 to write one);
 out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib-runs/default
 
 # %%
+from mnadlib.config import METHODS, SEED_RANGE
 from mnadlib.pipeline import check_params
 
-params = check_params(globals(), paths=("data_root", "out_dir"), choices={"method": ("pred", "recon")},
-                      bounds={"epochs": (0, None), "width": (0, None), "max_steps": (0, None), "seed": (0, 2**32 - 1),
+params = check_params(globals(), paths=("data_root", "out_dir"), choices={"method": METHODS},
+                      bounds={"epochs": (0, None), "width": (0, None), "max_steps": (0, None), "seed": SEED_RANGE,
                               "workers": (0, None)})
 
 # %%

@@ -84,11 +84,12 @@ labels: str = ""  # absolute path of the frame labels .npy; empty: frame_labels_
 out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib-runs/default
 
 # %%
+from mnadlib.config import METHODS
 from mnadlib.pipeline import check_params
 
 params = check_params(globals(), paths=("data_root", "out_dir"),
                       existing=("checkpoint", "original_model", "original_keys", "train_dir", "labels"),
-                      choices={"method": ("pred", "recon")}, bounds={"min_auc": (0, 1), "alpha": (None, 1)})
+                      choices={"method": METHODS}, bounds={"min_auc": (0, 1), "alpha": (None, 1)})
 
 # %%
 import time

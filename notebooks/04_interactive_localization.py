@@ -82,10 +82,11 @@ threads: int = 1  # torch CPU threads; these small models run fastest on one (mo
 metrics: bool = True  # compute pixel AUROC, UCSD 40% AUC and RBDC/TBDC for the fork's mode and ours
 
 # %%
+from mnadlib.config import SEED_RANGE
 from mnadlib.pipeline import check_params
 
 params = check_params(globals(), paths=("checkpoint", "data_root", "out_dir"), existing=("checkpoint",),
-                      bounds={"seed": (0, 2**32 - 1), "threads": (1, None), "min_area": (-1, None)})
+                      bounds={"seed": SEED_RANGE, "threads": (1, None), "min_area": (-1, None)})
 
 # %%
 import time

@@ -74,11 +74,12 @@ data_root: str = ""  # absolute folder holding <dataset>/ and frame_labels_<data
 out_dir: str = ""  # absolute run folder; empty: <system temp dir>/mnadlib-runs/default
 
 # %%
+from mnadlib.config import METHODS, SEED_RANGE
 from mnadlib.pipeline import check_params
 
 params = check_params(globals(), paths=("data_root", "out_dir"),
                       existing=("checkpoint", "original_model", "original_keys", "labels"),
-                      choices={"method": ("pred", "recon")}, bounds={"alpha": (None, 1), "seed": (0, 2**32 - 1),
+                      choices={"method": METHODS}, bounds={"alpha": (None, 1), "seed": SEED_RANGE,
                       "examples": (0, None), "tsne_frames": (0, None), "show_videos": (0, None)})
 
 # %%
