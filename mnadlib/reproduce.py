@@ -353,13 +353,19 @@ def execute(steps: Sequence[tuple[str, str, dict[str, Any]]], out: Path, log: di
 
 
 def _versions() -> dict[str, str]:
-    """Versions of the packages that shape the results."""
+    """Versions of the packages that shape the results: training, frame decoding and resizing, SSIM, AUC."""
+    import cv2
     import numpy
     import papermill
+    import scipy
+    import skimage
+    import sklearn
     import torch
 
     return {"mnadlib": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": numpy.__version__, "papermill": papermill.__version__, "platform": platform.platform()}
+            "numpy": numpy.__version__, "opencv": cv2.__version__, "scipy": scipy.__version__,
+            "scikit-image": skimage.__version__, "scikit-learn": sklearn.__version__,
+            "papermill": papermill.__version__, "platform": platform.platform()}
 
 
 def summary(out: Path) -> str:
@@ -590,7 +596,8 @@ def _continue(out: Path, argv: Sequence[str] | None) -> tuple[list, dict[str, An
         if commit != log.get("git_commit"):
             print(f"warning: this run started at git commit {log.get('git_commit')} and continues at {commit}; "
                   "its notebooks may differ between the two attempts", file=sys.stderr)
-        changed = [f"{k} {started.get(k)} -> {v}" for k, v in _versions().items() if k != "platform" and started.get(k) != v]
+        changed = [f"{k} {started[k]} -> {v}" for k, v in _versions().items()
+                   if k != "platform" and k in started and started[k] != v]  # an older run recorded fewer
         if changed:
             print(f"warning: this run started with other versions ({', '.join(changed)}); its numbers may differ from "
                   "those of an uninterrupted run", file=sys.stderr)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -128,6 +129,7 @@ def write_manifest(run_dir: Path, **fields: Any) -> Path:
         "mnadlib": __version__,
         "torch": torch.__version__,
         "numpy": np.__version__,
+        "opencv": cv2.__version__,  # decodes and resizes the frames the model learns from
         "python": platform.python_version(),
         "platform": platform.platform(),
         "git_commit": git_commit(),

@@ -343,6 +343,20 @@ def test_resume_with_other_package_versions_warns(tmp_path: Path, monkeypatch, c
     assert "started with other versions (torch 1.0 -> " in err and "mnadlib" not in err.split("versions")[1]
 
 
+def test_resume_warns_of_versions_the_run_recorded_only(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(reproduce, "plan", lambda *args, **kwargs: [])
+    monkeypatch.setattr(reproduce, "summary", lambda out: "")
+    now = reproduce._versions()
+    assert {"opencv", "scipy", "scikit-image", "scikit-learn"} <= now.keys()
+    older = {k: now[k] for k in ("mnadlib", "python", "torch", "numpy", "papermill", "platform")}  # before opencv & co.
+    (tmp_path / "manifest.json").write_text(json.dumps({**MANIFEST, "versions": older}))
+    assert reproduce.main(["--resume", str(tmp_path)]) == 0
+    assert "other versions" not in capsys.readouterr().err
+    (tmp_path / "manifest.json").write_text(json.dumps({**MANIFEST, "versions": {**now, "scikit-image": "0.1"}}))
+    assert reproduce.main(["--resume", str(tmp_path)]) == 0
+    assert "started with other versions (scikit-image 0.1 -> " in capsys.readouterr().err
+
+
 def test_resume_at_another_git_commit_warns_unless_the_run_had_finished(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(reproduce, "git_commit", lambda: "new")
     monkeypatch.setattr(reproduce, "plan", lambda *args, **kwargs: [])

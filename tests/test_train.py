@@ -52,7 +52,7 @@ def test_train_writes_checkpoint_history_manifest(frames, tmp_path):
     assert hist[-1]["pixel"] < hist[0]["pixel"]
     assert sum(hist[0]["memory_usage"]) > 0
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert manifest["seed"] == 0 and manifest["torch"] == torch.__version__
+    assert manifest["seed"] == 0 and manifest["torch"] == torch.__version__ and manifest["opencv"] == cv2.__version__
 
 
 def test_history_is_replaced_not_rewritten_in_place(frames, tmp_path):
