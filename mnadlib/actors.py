@@ -175,10 +175,11 @@ def render_actor(kind: str, height: float, rng: np.random.Generator | None = Non
     Colours (``cols``, see ``palette``) and gait or pedal ``phase`` are drawn from ``rng`` unless given;
     ``facing`` is +1 (moving right) or -1.
     """
-    if rng is None and (cols is None or phase is None):
-        raise ValueError("render_actor needs rng to draw the colours or phase it is not given")
-    cols = palette(rng) if cols is None else cols
-    phase = rng.uniform(0, 2 * math.pi) if phase is None else phase
+    if cols is None or phase is None:
+        if rng is None:
+            raise ValueError("render_actor needs rng to draw the colours or phase it is not given")
+        cols = palette(rng) if cols is None else cols
+        phase = rng.uniform(0, 2 * math.pi) if phase is None else phase
     pen = draw(kind, 0.0, 0.0, height, 1.0 if facing >= 0 else -1.0, phase, cols)
     return pen.img, pen.mask > 0
 

@@ -83,7 +83,7 @@ def _measure(cfg: ModelConfig, size: tuple[int, int], batch: int, dev: torch.dev
     eval_fps = repeats / (time.perf_counter() - start)
     eval_flop = counter.get_total_flops()
     layout = training_memory_format(dev)  # as train() runs its steps
-    model.to(memory_format=layout).train()
+    model.to(memory_format=layout).train()  # type: ignore[call-overload]  # torch's stub omits to(memory_format=)
     tcfg = TrainConfig(epochs=1, batch_size=batch, size=size)
     optimizer, _ = make_optimizer(model, tcfg)
     batch_clip = (torch.rand(batch, cfg.n_channel * cfg.t_length, h, w, device=dev) * 2 - 1).contiguous(memory_format=layout)
@@ -94,6 +94,7 @@ def _measure(cfg: ModelConfig, size: tuple[int, int], batch: int, dev: torch.dev
             start = time.perf_counter()
         with counter if i == 0 else contextlib.nullcontext():
             res = train_step(model, items, batch_clip, optimizer, tcfg)
+        assert res.memory is not None, "a model with memory returns its updated items"
         items = res.memory
     _sync(dev)
     return Measured(eval_fps, (time.perf_counter() - start) / repeats, eval_flop, counter.get_total_flops())

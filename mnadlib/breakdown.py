@@ -98,6 +98,7 @@ def _auc_by_group(result: EvalResult, groups: FrameGroups) -> dict[str, dict[str
     shown: dict[str, list[tuple[float, float]]] = {}
     for name, s in result.videos.items():
         of_frame = groups.get(name, {})
+        assert s.label is not None, "checked above"
         for frame, score, run, label in zip(s.frames, s.score, running[name], s.label):
             if not label:
                 normal.append((score, run))

@@ -499,7 +499,8 @@ def open_checkpoint(path: str | Path, method: str | None = None) -> Checkpoint:
     """Read our checkpoint once; ``method`` ("pred" / "recon"), when given, must match the model's."""
     payload = read_checkpoint(path)
     try:
-        cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["model_config"].items()})
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in payload["model_config"].items()}
+        cfg = ModelConfig(**fields)
         state = payload["state_dict"]
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise CheckpointError(f"{path} has no usable model_config and state_dict ({type(exc).__name__}: {exc}); "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import warnings
 from collections.abc import Sequence
@@ -117,7 +118,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     n = sum(len(s.frames) for s in result.videos.values())
     msg = f"scored {n} frames of {len(videos)} videos"
     if result.auc is not None:
-        msg += f"; frame AUC {100 * result.auc:.2f}% (macro {100 * result.macro_auc:.2f}%)"
+        macro = result.macro_auc  # NaN when no test video holds both classes
+        macro_text = (f"macro {100 * macro:.2f}%" if macro is not None and math.isfinite(macro)
+                      else "no macro AUC: no test video holds both classes")
+        msg += f"; frame AUC {100 * result.auc:.2f}% ({macro_text})"
     elif labels is not None:
         msg += "; no frame AUC: the labels hold only one class (every frame normal, or every frame anomalous)"
     print(msg)

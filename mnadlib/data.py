@@ -212,7 +212,7 @@ class ClipDataset(Dataset):
 
 def _ordered(lengths: dict[str, int] | Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
     """(name, length) pairs in the natural order of names (the order of the label file)."""
-    pairs = list(lengths.items()) if isinstance(lengths, dict) else [tuple(p) for p in lengths]
+    pairs = list(lengths.items()) if isinstance(lengths, dict) else list(lengths)
     return sorted(((str(n), int(c)) for n, c in pairs), key=lambda p: natural_key(p[0]))
 
 

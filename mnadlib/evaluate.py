@@ -169,14 +169,13 @@ def iter_frames(
             fd = _feature_distance(out, x.shape[0])
             for b in range(x.shape[0]):
                 point = scoring.point_score(out.output[b : b + 1], target[b : b + 1])
-                used = items
-                update = cfg.test_time_update and items is not None and point < cfg.th
-                if update:
-                    items = update_from_features(out.fea[b : b + 1], items)
+                used, update = items, False
+                if cfg.test_time_update and items is not None and point < cfg.th:
+                    items, update = update_from_features(out.fea[b : b + 1], items), True
                 name, frame = dataset.video_of(k)
                 yield FrameStep(
                     video=name, frame=frame, psnr=scoring.psnr(mse[b].item()), feature_distance=fd[b],
-                    point_score=point, patch_psnr=scoring.psnr(patch[b].item()), ssim_db=sdb[b], updated=bool(update),
+                    point_score=point, patch_psnr=scoring.psnr(patch[b].item()), ssim_db=sdb[b], updated=update,
                     output=out.output[b], target=target[b], fea=out.fea[b], memory=used, memory_after=items,
                 )
                 k += 1

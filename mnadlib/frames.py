@@ -397,7 +397,7 @@ def frames_to_video(frames_dir_or_source: str | os.PathLike | FrameSource, out_p
         raise DataError(f"cannot write {out}: use a .mp4 (mp4v) or .avi (MJPG) file name")
     h, w = video.frame_size
     with atomic_path(out) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), (w, h))
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*fourcc), float(fps), (w, h))
         try:
             if not writer.isOpened():
                 raise DataError(f"OpenCV cannot write {out} with codec {fourcc}; try the other suffix")

@@ -156,4 +156,4 @@ class FrameStore(Sequence[np.ndarray]):
         return {"items": list(self), "ram_bytes": self.ram_bytes}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["items"], state["ram_bytes"])
+        FrameStore.__init__(self, state["items"], state["ram_bytes"])

@@ -102,7 +102,8 @@ class _MotionMeter:
     """``typical_motion`` fed one frame at a time, so that footage is measured without being held in memory."""
 
     def __init__(self, step: int) -> None:
-        self.step, self.shape = step, None  # shape: (H, W) of the frames, from the first
+        self.step = step
+        self.shape: tuple[int, ...] | None = None  # (H, W) of the frames, from the first
         self.window: list[tuple[np.ndarray, np.ndarray]] = []  # (grey at the frames' size, at MOTION_WIDTH)
         self.mags: list[np.ndarray] = []
         self.rows = np.zeros(0)  # moving pixels per row at MOTION_WIDTH
@@ -136,7 +137,7 @@ class _MotionMeter:
         if len(self.window) > 1:
             self._measure()
         moved = np.concatenate(self.mags) if self.mags else np.zeros(0)
-        if moved.size < 100 or self.rows.sum() == 0:
+        if moved.size < 100 or self.shape is None or self.rows.sum() == 0:
             raise DataError("the footage hardly moves (under 100 moving pixels): pick a video of a scene with "
                             "people or traffic, or a longer stretch of it")
         rows = _resample_rows(self.rows, self.shape[0])

@@ -230,7 +230,7 @@ def find_regions(
     thr = _in_range(threshold, 0.0, math.inf, "threshold (maps are non-negative)")
     if min_area < 0 or open_close < 0:
         raise LocalizeError(f"min_area and open_close must be >= 0, got {min_area} and {open_close}")
-    binary = (m > thr).astype(np.uint8)
+    binary: np.ndarray = (m > thr).astype(np.uint8)
     if open_close > 0:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (open_close, open_close))
         binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, kernel)

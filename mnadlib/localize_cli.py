@@ -99,16 +99,16 @@ def _localize(args: argparse.Namespace, source: FrameSource, model: MNAD, items:
     """Score and localize the video with a loaded model, write the outputs and print what was found."""
     from .localize_output import write_outputs
 
-    assumed = normal is None and (not args.offline or cfg.threshold == "calibrated")  # offline scores need none
-    if assumed:
-        normal = leading_frames(source, model.cfg.t_length)
+    assumed: FrameRange | None = None  # the video's leading frames, taken as normal
+    if normal is None and (not args.offline or cfg.threshold == "calibrated"):  # offline scores need none
+        normal = assumed = leading_frames(source, model.cfg.t_length)
     fps = args.fps or header_fps(source)  # the header read once, here
     res = localize(source, model, items, cfg, normal=normal, progress=not args.quiet, fps=fps)
     if fps is None:
         print(f"note: {source.path} records no frame rate, so the segments' times, annotated.mp4 and the GIF assume "
               f"{DEFAULT_FPS:g} fps; give the footage's rate with --fps", file=sys.stderr)
-    if assumed:
-        print(f"note: calibrated on frames 0:{len(normal)} of the video, assumed normal; choose normal footage with "
+    if assumed is not None:
+        print(f"note: calibrated on frames 0:{len(assumed)} of the video, assumed normal; choose normal footage with "
               "--normal or --normal-frames", file=sys.stderr)
     if res.normal is not None and len(res.normal.psnr) < FEW_CALIBRATION_FRAMES:
         print(f"warning: the thresholds come from {len(res.normal.psnr)} scored normal frames only, so they are rough "

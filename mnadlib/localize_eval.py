@@ -121,6 +121,6 @@ def format_table(table: dict[str, dict[str, float | None]]) -> str:
             "| peak-in-mask frame AUC (oracle) |")
     lines = [head, "|" + "---|" * (len(cols) + 1)]
     for name, row in table.items():
-        cells = ["-" if row.get(c) is None else f"{100 * row[c]:.1f}" for c in cols]
+        cells = ["-" if (v := row.get(c)) is None else f"{100 * v:.1f}" for c in cols]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.metrics import auc, roc_auc_score
@@ -148,7 +148,7 @@ def peak_frame_auc(maps: Sequence[np.ndarray], gt_masks: Sequence[np.ndarray]) -
 
 def _count_above(sorted_values: np.ndarray, thresholds: np.ndarray, inclusive: bool) -> np.ndarray:
     """For each threshold, how many sorted values are > it (>= with inclusive)."""
-    side = "left" if inclusive else "right"
+    side: Literal["left", "right"] = "left" if inclusive else "right"
     return sorted_values.size - np.searchsorted(sorted_values, thresholds, side=side)
 
 
@@ -258,7 +258,9 @@ def rbdc_tbdc(
     beta = _in_range(iou, 0.0, 1.0, "iou", lo_open=True)
     alpha = _in_range(track_fraction, 0.0, 1.0, "track_fraction", lo_open=True)
     fmax = _in_range(fpr_max, 0.0, math.inf, "fpr_max", lo_open=True)
-    det_scores, det_true, gt_best, track_of, track_ids = [], [], [], [], {}
+    det_scores, det_true, gt_best = [], [], []
+    track_of: list[int] = []  # per GT region: its track's index
+    track_ids: dict[Hashable, int] = {}  # track id -> index
     for preds, gts in zip(pred_regions, gt_boxes):
         pb = np.asarray([b for b, _ in preds], dtype=np.float64).reshape(-1, 4)  # (P, 4)
         ps = np.asarray([s for _, s in preds], dtype=np.float64)  # (P,)

@@ -154,7 +154,7 @@ def _write_mp4(rows: Iterable[np.ndarray], tmp: Path, fps: float, path: Path) ->
         for row in rows:
             row = row[: row.shape[0] // 2 * 2, : row.shape[1] // 2 * 2]  # even sizes for the codec
             if writer is None:
-                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, row.shape[1::-1])
+                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps, row.shape[1::-1])
                 if not writer.isOpened():
                     raise DataError(f"OpenCV cannot write {path}")
             writer.write(row)
@@ -229,7 +229,7 @@ def write_outputs(res: LocalizeResult, source: str | Path | FrameSource, out_dir
     out.mkdir(parents=True, exist_ok=True)
     write_boxes(res, paths["json"], paths["csv"])  # the results first: a failing video leaves them written
     atomic_write_json(summary(res), paths["segments"])
-    gt = None if masks is None else np.asarray(masks).reshape(len(masks), -1).any(axis=1)
+    gt = None if masks is None else np.any(np.asarray(masks).reshape(len(masks), -1), axis=1)
     fig = regularity_figure(res, gt=gt)
     try:
         atomic_write(paths["plot"], lambda f: fig.savefig(f, dpi=120, format="png"))

@@ -299,8 +299,8 @@ def fit_normal(model: MNAD, items: torch.Tensor | None, videos: FrameSource | li
         parts.append(_run(model, items, v, size, cfg, progress, "normal frames", keep, first))
         first += len(parts[-1]["psnr"])
     psnr, dist = (np.asarray([x for p in parts for x in p[k]]) for k in ("psnr", "dist"))
-    return NormalReference(psnr, dist, *(_joined(parts, k) for k in ("preds", "targets", "dists")),
-                           ", ".join(v.name for v in videos))
+    preds, targets, dists = (_joined(parts, k) for k in ("preds", "targets", "dists"))
+    return NormalReference(psnr, dist, preds, targets, dists, ", ".join(v.name for v in videos))
 
 
 def _joined(parts: list[dict[str, Any]], key: str) -> Sequence[Any]:
@@ -334,8 +334,8 @@ class LocalizeResult:
     frames: np.ndarray  # (N,) indices of the scored frames in the video
     psnr: np.ndarray  # (N,)
     dist: np.ndarray  # (N,) feature distance
-    preds: Sequence[np.ndarray]  # (h, w, C) uint8 model-resolution predictions (a FrameStore)
-    targets: Sequence[np.ndarray]  # (h, w, C) uint8 model-resolution inputs (a FrameStore)
+    preds: FrameStore  # (h, w, C) uint8 model-resolution predictions
+    targets: FrameStore  # (h, w, C) uint8 model-resolution inputs
     dists: Sequence[np.ndarray | None]  # (h/8, w/8) memory distances (a FrameStore); None without memory
     normal: NormalReference | None = None
     regularity: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (N,) higher = more normal
@@ -385,8 +385,8 @@ def _regions(res: LocalizeResult, k: int, thr: float) -> list[Region]:
     """Connected regions of frame k above thr (the fork's mask when threshold is 'fork')."""
     cfg, amap = res.cfg, res.map(k)
     if cfg.threshold == "fork":
-        mask = fork_threshold_mask(_model_space(res.preds[k]), _model_space(res.targets[k])).astype(np.uint8)
-        mask = cv2.resize(mask, res.frame_size[::-1], interpolation=cv2.INTER_NEAREST) > 0
+        fork = fork_threshold_mask(_model_space(res.preds[k]), _model_space(res.targets[k])).astype(np.uint8)
+        mask = cv2.resize(fork, res.frame_size[::-1], interpolation=cv2.INTER_NEAREST) > 0
         amap, thr = np.where(mask, np.maximum(amap, 1e-6), 0.0), 0.0
     return find_regions(amap, thr, _min_area(cfg, res.frame_size), cfg.open_close, cfg.largest_only)
 

@@ -199,7 +199,7 @@ def _source(name: str) -> Path:
     return path
 
 
-PARAM_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str}
+PARAM_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "bool": bool, "str": str}
 
 
 # a decimal number as Python reads it: YAML 1.1 (PyYAML) reads 1e-3 as text, wanting 1.0e-3
@@ -293,7 +293,7 @@ def plan(dataset: str, data_root: Path | None, out: Path, user: Mapping[str, Any
     if smoke:
         defaults.update(SMOKE)
     main = user.get("method", "pred")
-    steps = [("01_prepare_data", "01_prepare_data", {})]
+    steps: list[tuple[str, str, dict[str, Any]]] = [("01_prepare_data", "01_prepare_data", {})]
     for v in variants:
         method, memory = VARIANTS[v]
         # resume: a checkpoint exists only when an earlier attempt in this run folder was interrupted
@@ -328,7 +328,7 @@ def execute(steps: Sequence[tuple[str, str, dict[str, Any]]], out: Path, log: di
             target.rename(attempt_path(target))
         print(f"[{time.strftime('%H:%M:%S')}] {run} {json.dumps(params)}", flush=True)
         t0, error, ename, evalue = time.time(), None, "", ""
-        entry = {"notebook": run, "parameters": params, "wall_s": None, "status": "running"}
+        entry: dict[str, Any] = {"notebook": run, "parameters": params, "wall_s": None, "status": "running"}
         log["steps"].append(entry)
         write_manifest(out, log)
         with open(kernel_log, "a") as fh:
@@ -364,7 +364,8 @@ def _versions() -> dict[str, str]:
 
     return {"mnadlib": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "numpy": numpy.__version__, "opencv": cv2.__version__, "scipy": scipy.__version__,
-            "scikit-image": skimage.__version__, "scikit-learn": sklearn.__version__,
+            "scikit-image": skimage.__version__,  # type: ignore[attr-defined]  # skimage's __init__.pyi never declares it
+            "scikit-learn": sklearn.__version__,
             "papermill": papermill.__version__, "platform": platform.platform()}
 
 
@@ -581,7 +582,8 @@ def _continue(out: Path, argv: Sequence[str] | None) -> tuple[list, dict[str, An
     """The steps and log of the run in ``out``, with this attempt recorded in the log."""
     log = read_manifest(out)
     data_root = Path(log["data_root"]) if log.get("data_root") else None
-    started = log.get("versions") if isinstance(log.get("versions"), dict) else {}
+    versions = log.get("versions")
+    started: dict[str, Any] = versions if isinstance(versions, dict) else {}
     try:
         unknown = [v for v in log["variants"] if v not in VARIANTS]
         if unknown:

@@ -138,7 +138,8 @@ def minmax(values: Sequence[float] | np.ndarray) -> np.ndarray:
     return (x - lo) / span if span > 0 else np.zeros_like(x)
 
 
-def regularity(psnr_values: Sequence[float], feature_distance: Sequence[float], alpha: float) -> np.ndarray:
+def regularity(psnr_values: Sequence[float] | np.ndarray, feature_distance: Sequence[float] | np.ndarray,
+               alpha: float) -> np.ndarray:
     """Per-video regularity score: high means normal (Eq. 12)."""
     check_alpha(alpha)
     if len(psnr_values) != len(feature_distance):

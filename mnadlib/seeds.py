@@ -97,7 +97,7 @@ def run_seed(seed: int, work: Path, synth_preset: str | SynthPreset = "small", e
         "psnr": {f"{q['predictor']}, {k}": q[key] for q in quality
                  for k, key in (("normal frames", "normal_psnr"), ("anomalous frames", "anomalous_psnr"),
                                 ("sd of normal frames within a video", "normal_sd_db"))},
-        "localization": {k: None if loc[k] is None else round(100 * float(loc[k]), 2) for k in LOCALIZATION_KEYS},
+        "localization": {k: None if (v := loc[k]) is None else round(100 * float(v), 2) for k in LOCALIZATION_KEYS},
         "wall_s": round(time.time() - t0, 1),
     }
 

@@ -36,7 +36,7 @@ from tqdm import tqdm
 from .actors import Pen, Point, draw, gait_step, palette
 from .checkpoint import check_out_folder
 from .config import ConfigError
-from .frames import move_into_place
+from .frames import DataError, move_into_place
 
 ANOMALY_KINDS = ("cyclist", "skateboarder", "cart", "runner", "lawn_walker")
 BOX_FORMAT = "[x0, y0, x1, y1] in frame pixels, x1 and y1 exclusive"
@@ -331,7 +331,7 @@ def render_video(plan: VideoPlan, scene: Scene) -> Iterator[RenderedFrame]:
         anomalous = np.zeros(uid + 1, bool)
         anomalous[[a.id for a in actors if a.kind != "pedestrian"]] = True
         gain = 1.0 + float(np.sum(amps * np.sin(2 * math.pi * t / periods + phases)))  # slow flicker, < 3%
-        img = cv2.GaussianBlur(canvas.astype(np.float32) * gain, (3, 3), 0.6)  # optics
+        img: np.ndarray = cv2.GaussianBlur(canvas.astype(np.float32) * gain, (3, 3), 0.6)  # optics
         img += rng.standard_normal((h, w, 1), dtype=np.float32) * 2.0  # sensor noise
         image = np.clip(img + 0.5, 0, 255).astype(np.uint8)
         yield RenderedFrame(image, anomalous[ids], (ids > 0) & ~anomalous[ids], boxes)
@@ -347,7 +347,8 @@ def _write_video(plan: VideoPlan, scene: Scene, ds: Path, quality: int) -> tuple
     if plan.split == "testing":
         masks.mkdir(parents=True)
     pad = max(3, len(str(plan.length - 1)))
-    labels, objects = [], {}
+    labels: list[int] = []
+    objects: dict[int, dict[str, Any]] = {}  # actor id -> its record
     for t, fr in enumerate(render_video(plan, scene)):
         ok = cv2.imwrite(str(frames / f"{t:0{pad}d}.jpg"), fr.image, [cv2.IMWRITE_JPEG_QUALITY, quality])
         if plan.split == "testing":
@@ -463,9 +464,12 @@ def contact_sheet(dataset_dir: str | Path, out_png: str | Path, n: int = 8) -> P
         frame = sorted((ds / "testing" / "frames" / v).glob("*.jpg"))[t]
         s = max(1, round(360 / w))  # upscale small frames so that outlines stay thin
         up: dict[str, Any] = {"fx": s, "fy": s, "interpolation": cv2.INTER_NEAREST}
-        img = cv2.resize(cv2.imread(str(frame), cv2.IMREAD_COLOR), None, **up)
         mask_png = ds / "testing" / "masks" / v / f"{frame.stem}.png"
-        mask = cv2.resize(cv2.imread(str(mask_png), cv2.IMREAD_GRAYSCALE), None, **up)
+        bgr, grey = cv2.imread(str(frame), cv2.IMREAD_COLOR), cv2.imread(str(mask_png), cv2.IMREAD_GRAYSCALE)
+        if bgr is None or grey is None:
+            raise DataError(f"cannot read {frame if bgr is None else mask_png}: the file is missing, empty or corrupt")
+        img = cv2.resize(bgr, None, **up)
+        mask = cv2.resize(grey, None, **up)
         contours, _ = cv2.findContours((mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(img, contours, -1, (0, 0, 255), 1)
         for obj in (o for o in videos[v]["objects"] if t in o["frames"]):

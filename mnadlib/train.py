@@ -175,7 +175,7 @@ def train(
         num_workers=train_cfg.num_workers, generator=generator,
     )
     memory_format = training_memory_format(device)
-    model = MNAD(model_cfg).to(device, memory_format=memory_format)
+    model = MNAD(model_cfg).to(device, memory_format=memory_format)  # type: ignore[call-overload]  # torch's stub omits to(memory_format=)
     items = init_items(model_cfg.msize, model_cfg.fdim, generator).to(device) if model_cfg.use_memory else None
     optimizer, scheduler = make_optimizer(model, train_cfg)
     history: list[dict[str, Any]] = []

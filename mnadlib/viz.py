@@ -162,7 +162,7 @@ def example_frames(examples: Sequence[Any], titles: Sequence[str] | None = None,
         for c, (img, name) in enumerate(((real, "frame"), (pred, "prediction"), (err, "squared error"))):
             ax = fig.add_subplot(len(examples), 3, 3 * r + c + 1)
             shown = ax.imshow(img, cmap="inferno" if c == 2 else "gray", interpolation="nearest",
-                              **({"vmin": 0.0, "vmax": vmax} if c == 2 else {}))
+                              vmin=0.0 if c == 2 else None, vmax=vmax if c == 2 else None)
             if c == 0 and masks is not None and masks[r] is not None and np.asarray(masks[r]).any():
                 ax.contour(_resize_mask(np.asarray(masks[r]), img.shape[:2]), levels=[0.5], colors="red", linewidths=0.8)
             if c == 2:

@@ -30,11 +30,12 @@ from .checkpoint import CheckpointError
 from .config import ConfigError, scratch_dir
 from .data import DataError, FrameSource, list_videos, load_masks, open_source, split_dir
 from .frames import VideoFile
-from .localize import VALID_RANGE, LocalizeError
+from .localize import VALID_RANGE, LocalizeError, MapKind
 from .localize_eval import FORK
 from .localize_output import mask_boxes, panels, regularity_figure, write_boxes, write_video
 from .localize_video import (FEW_CALIBRATION_FRAMES, LocalizeConfig, LocalizeResult, NormalReference, check_fps,
                              fit_normal, leading_frames, load_model, localize, relocalize)
+from .model import MNAD
 from .scoring import ScoreError
 
 INPUT_ERRORS = (LocalizeError, DataError, CheckpointError, ConfigError, ScoreError, OSError)
@@ -59,7 +60,7 @@ def list_test_videos(dataset_root: str | Path) -> list[str]:
     return [v.name for v in list_videos(split_dir(dataset_root, "testing"))]
 
 
-def open_session(video: str | Path | FrameSource, model: torch.nn.Module, items: torch.Tensor | None,
+def open_session(video: str | Path | FrameSource, model: MNAD, items: torch.Tensor | None,
                  cfg: LocalizeConfig, normal: NormalReference | None = None, masks_root: str | Path | None = None,
                  normal_fraction: float = 0.25, fps: float | None = None) -> Session:
     """Localize a video; without ``normal``, its first ``normal_fraction`` of frames calibrate the thresholds.
@@ -92,7 +93,7 @@ def save_upload(name: str, content: bytes | memoryview, folder: str | Path) -> P
     return path
 
 
-def settings(session: Session, map_kind: str = "ssim", threshold: str = "calibrated", value: float = 0.1,
+def settings(session: Session, map_kind: MapKind = "ssim", threshold: str = "calibrated", value: float = 0.1,
              min_area: int | None = None, alpha: float = 0.6, largest_only: bool = False) -> LocalizeResult:
     """Re-threshold the session's result: threshold is a mode, or 'fixed' to use ``value``.
 
@@ -130,7 +131,7 @@ def frame_view(session: Session, frame: int, height: int = 240) -> dict[str, np.
 
 def gt_flags(session: Session) -> np.ndarray | None:
     """Per video frame: True where the ground-truth mask has an anomalous pixel."""
-    return None if session.masks is None else session.masks.reshape(len(session.masks), -1).any(axis=1)
+    return None if session.masks is None else np.any(session.masks.reshape(len(session.masks), -1), axis=1)
 
 
 def curve_png(session: Session, frame: int | None = None, dpi: int = 90) -> bytes:
@@ -190,8 +191,13 @@ class LocalizationApp:
         import ipywidgets as w
 
         self.out_dir = Path(out_dir) if out_dir else scratch_dir("localization")
-        self.root, self._busy, self._before_fork, self.fps = dataset_root, False, None, check_fps(fps)
-        self.cfg, self.session, self.model, self.items, self.normal = cfg or LocalizeConfig(), None, None, None, None
+        self.root, self._busy, self.fps = dataset_root, False, check_fps(fps)
+        self._before_fork: tuple[Any, ...] | None = None  # the controls' values before 'fork' mode locked them
+        self.cfg = cfg or LocalizeConfig()
+        self.session: Session | None = None
+        self.model: MNAD | None = None
+        self.items: torch.Tensor | None = None
+        self.normal: NormalReference | None = None
         self._upload: weakref.finalize | None = None  # removes the shown upload's folder
         names = list_test_videos(dataset_root) if dataset_root else []
         if video and video not in names:
@@ -290,6 +296,7 @@ class LocalizationApp:
         """Localize a test video of the dataset."""
         if self.model is None or not name:
             return
+        assert self.root is not None, "the list names test videos only of a dataset root"
         src = next((v for v in list_videos(split_dir(self.root, "testing")) if v.name == name), None)
         if src is None:
             raise DataError(f"test video {name} is no longer in {self.root}; choose another from the list")
@@ -313,6 +320,7 @@ class LocalizationApp:
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
+        assert session.base.normal is not None, "open_session calibrates on the video's first frames"
         scored = len(session.base.normal.psnr)
         few = (f"; only {scored} scored frames, so the thresholds are rough: upload a longer video"
                if scored < FEW_CALIBRATION_FRAMES else "")

@@ -12,6 +12,7 @@ import pytest
 
 from mnadlib import actors, cli, synth
 from mnadlib.config import ConfigError
+from mnadlib.frames import DataError
 from mnadlib.synth import ANOMALY_KINDS, PRESETS, SynthPreset
 
 TINY = SynthPreset(size=(48, 72), train_lengths=(12, 14), test_lengths=(30, 30, 30), crowd=(1, 3))
@@ -279,6 +280,15 @@ def test_contact_sheet(small: Path, tmp_path: Path) -> None:
     out = synth.contact_sheet(small, tmp_path / "sheet.png", n=6)
     img = cv2.imread(str(out))
     assert img is not None and img.shape[0] > 200 and img.shape[1] > 600
+
+
+def test_contact_sheet_names_an_unreadable_mask(tmp_path: Path) -> None:
+    """A mask that cannot be read is a DataError naming it, not OpenCV's assertion from resizing nothing."""
+    ds = synth.generate(tmp_path, TINY, seed=0)
+    for png in (ds / "testing" / "masks").rglob("*.png"):
+        png.write_bytes(b"")
+    with pytest.raises(DataError, match=r"cannot read .*\.png: the file is missing, empty or corrupt"):
+        synth.contact_sheet(ds, tmp_path / "sheet.png")
 
 
 def test_crowd_is_steady_along_each_video() -> None:

@@ -255,6 +255,18 @@ def test_cli_train_then_evaluate(frames, tmp_path):
     assert list(json.loads(avenue.read_text())["videos"]) == ["01"]
 
 
+def test_cli_evaluate_says_so_when_no_video_holds_both_classes(frames, tmp_path, tiny_checkpoint, capsys):
+    """One all-normal and one all-anomalous video: a frame AUC but no macro AUC, which used to print as 'nan%'."""
+    from mnadlib import cli
+
+    labels = tmp_path / "labels.npy"
+    np.save(labels, np.array([[0] * 10 + [1] * 10]))
+    ckpt = tiny_checkpoint(tmp_path / "model.pt")
+    assert cli.main(["evaluate", "--data", str(frames), "--checkpoint", str(ckpt), "--labels", str(labels), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "; frame AUC " in out and "(no macro AUC: no test video holds both classes)" in out and "nan%" not in out
+
+
 def test_evaluate_results_are_written_atomically(tmp_path, monkeypatch):
     """A write that fails (a full disk) leaves the earlier result.json and .csv whole, and no temporary file."""
     scores = VideoScores(frames=[4, 5], psnr=[30.0, 20.0], feature_distance=[0.1, 0.2], point_score=[0.2, 0.3],
