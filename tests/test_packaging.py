@@ -1,9 +1,11 @@
-"""constraints.txt (the versions `make setup` installs) must pin every declared dependency within its range."""
+"""constraints.txt (the versions `make setup` installs) must pin every declared dependency within its range, and
+environment.yml (the conda route) must ask for the ranges pyproject.toml declares."""
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
 
+import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -11,11 +13,13 @@ from packaging.version import Version
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _declared() -> list[Requirement]:
+def _declared(extras: tuple[str, ...] | None = None) -> list[Requirement]:
+    """pyproject's dependencies and those of ``extras`` (None: every extra)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     lines = list(project["dependencies"])
-    for extra in project.get("optional-dependencies", {}).values():
-        lines += extra
+    for name, extra in project.get("optional-dependencies", {}).items():
+        if extras is None or name in extras:
+            lines += extra
     return [Requirement(line) for line in lines]
 
 
@@ -54,3 +58,16 @@ def test_makefile_applies_the_constraints_and_pins_torch() -> None:
     installs = [line for line in makefile.splitlines() if "pip install" in line]
     assert len(installs) == 2 and all("$(PIN)" in line for line in installs), installs
     assert "CONSTRAINTS ?= constraints.txt" in makefile and "TORCH ?= torch==" in makefile
+
+
+def test_environment_yml_asks_for_pyprojects_ranges() -> None:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
+    conda = [d for d in env if isinstance(d, str) and d.split("=")[0] not in ("python", "pip")]
+    pip = [d for d in next(d["pip"] for d in env if isinstance(d, dict)) if not d.startswith("-e")]
+    asked = {canonicalize_name(r.name.replace("pytorch", "torch")): r.specifier for r in map(Requirement, conda + pip)}
+    declared = {canonicalize_name(r.name): r.specifier for r in _declared()}
+    needed = {canonicalize_name(r.name) for r in _declared(("notebooks",))}
+    assert needed <= asked.keys(), f"environment.yml lacks {sorted(needed - asked.keys())}"
+    assert asked.keys() <= declared.keys(), f"environment.yml asks for undeclared {sorted(asked.keys() - declared.keys())}"
+    differ = {n: (str(asked[n]), str(declared[n])) for n in asked if asked[n] != declared[n]}
+    assert not differ, f"environment.yml's ranges differ from pyproject.toml's (yml, pyproject): {differ}"
