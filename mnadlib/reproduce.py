@@ -25,7 +25,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import re
 import signal
 import sys
@@ -43,7 +42,7 @@ from . import __version__
 from .data import known_dataset
 from .pipeline import VARIANTS, format_table, table1_columns
 from .runlog import LOCK, MANIFEST, RunLocked, attempt_path, hold, read_manifest, sweep, write_manifest
-from .train import git_commit
+from .train import git_commit, versions as train_versions
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = ("01_prepare_data", "02_train", "03_reproduce_auc", "05_result_figures")
@@ -353,20 +352,15 @@ def execute(steps: Sequence[tuple[str, str, dict[str, Any]]], out: Path, log: di
 
 
 def _versions() -> dict[str, str]:
-    """Versions of the packages that shape the results: training, frame decoding and resizing, SSIM, AUC."""
-    import cv2
-    import numpy
+    """Versions of the packages that shape the results: training's, then SSIM's, AUC's and the notebooks' runner."""
     import papermill
     import scipy
     import skimage
     import sklearn
-    import torch
 
-    return {"mnadlib": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": numpy.__version__, "opencv": cv2.__version__, "scipy": scipy.__version__,
+    return {**train_versions(), "scipy": scipy.__version__,
             "scikit-image": skimage.__version__,  # type: ignore[attr-defined]  # skimage's __init__.pyi never declares it
-            "scikit-learn": sklearn.__version__,
-            "papermill": papermill.__version__, "platform": platform.platform()}
+            "scikit-learn": sklearn.__version__, "papermill": papermill.__version__}
 
 
 def summary(out: Path) -> str:

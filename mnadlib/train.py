@@ -123,15 +123,17 @@ def git_commit() -> str | None:
         return None
 
 
+def versions() -> dict[str, str]:
+    """Versions of what shapes a trained model: the package, Python, torch, NumPy, OpenCV (it decodes and resizes
+    the frames), and the platform."""
+    return {"mnadlib": __version__, "torch": torch.__version__, "numpy": np.__version__, "opencv": cv2.__version__,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
 def write_manifest(run_dir: Path, **fields: Any) -> Path:
     """Write run_dir/manifest.json: configuration, seed, versions and git commit."""
     manifest = {
-        "mnadlib": __version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,  # decodes and resizes the frames the model learns from
-        "python": platform.python_version(),
-        "platform": platform.platform(),
+        **versions(),
         "git_commit": git_commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **fields,
